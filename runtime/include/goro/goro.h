@@ -1,0 +1,219 @@
+// goro: Go's G/M/P scheduler as a C++ runtime.
+//
+// This header is the whole public API. A program calls goro::run(main) once
+// from its own main(); inside, goro::go spawns goroutines (Gs) that run on
+// OS threads (Ms) through processors (Ps), exactly GORO_MAXPROCS of which run
+// goroutine code at any moment. Blocking operations (channels, WaitGroup,
+// Mutex) park the G, never the thread.
+//
+// Environment:
+//   GORO_MAXPROCS=N   number of Ps (default: CPUs available to the process)
+//   GORO_DEBUG=k=v,.. schedtrace=MS, scheddetail=1, ... (see README)
+//
+// Misuse panics with Go's message and exits with status 2, as Go does.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace goro {
+
+// panic prints "panic: <msg>" and the panicking goroutine to stderr and
+// exits the process with status 2.
+[[noreturn]] void panic(std::string_view msg);
+
+namespace detail {
+
+struct G;
+struct hchan;
+
+// A goroutine's entry: `fn(closure)` runs it, `destroy(closure)` ends the
+// closure's lifetime. The closure lives at the top of the G's own stack, so
+// spawning a G costs no heap allocation.
+using ClosureFn = void (*)(void*);
+
+// newproc_alloc returns a fresh G whose stack has room for `size` bytes of
+// closure at `*closure` (aligned to `align`); newproc_start makes it runnable.
+G* newproc_alloc(std::size_t size, std::size_t align, void** closure);
+void newproc_start(G* gp, ClosureFn fn, ClosureFn destroy);
+
+int run_main(ClosureFn fn, void* closure);
+
+// Element operations of a channel: how to move a T into uninitialised
+// storage and how to end a T's lifetime.
+struct ElemOps {
+  std::size_t size;
+  std::size_t align;
+  void (*move_construct)(void* dst, void* src);
+  void (*destroy)(void* p);
+};
+
+template <typename T>
+inline constexpr ElemOps elem_ops_for{
+    sizeof(T), alignof(T),
+    [](void* dst, void* src) { ::new (dst) T(std::move(*static_cast<T*>(src))); },
+    [](void* p) { static_cast<T*>(p)->~T(); }};
+
+hchan* makechan(const ElemOps* ops, std::size_t cap);
+void chan_retain(hchan* c) noexcept;
+void chan_release(hchan* c) noexcept;
+// chansend moves *elem into the channel (blocking while block is true).
+// Returns false only when !block and the send could not proceed.
+bool chansend(hchan* c, void* elem, bool block);
+// chanrecv moves a value into the uninitialised storage at elem (when elem is
+// non-null). Returns {selected, received}: received is false when the channel
+// is closed and drained (nothing was constructed at elem).
+struct RecvResult {
+  bool selected;
+  bool received;
+};
+RecvResult chanrecv(hchan* c, void* elem, bool block);
+void closechan(hchan* c);
+std::size_t chanlen(const hchan* c) noexcept;
+std::size_t chancap(const hchan* c) noexcept;
+
+// Semaphores in the style of Go's sync/runtime_Semacquire: park the G.
+void semacquire(std::uint32_t* addr, bool lifo, int skipframes = 0);
+void semrelease(std::uint32_t* addr, bool handoff);
+
+}  // namespace detail
+
+// run boots the runtime, runs `main` as the main goroutine and returns when
+// it returns, with its value (0 when it returns void). As with Go's main,
+// the program's work is over then: goroutines still alive are abandoned and
+// never resumed. run may be called again after it has returned.
+template <typename F>
+int run(F main) {
+  using R = std::invoke_result_t<F&>;
+  static_assert(std::is_void_v<R> || std::is_convertible_v<R, int>,
+                "goro::run: main must return void or int");
+  struct Box {
+    F fn;
+    int result = 0;
+  } box{std::move(main)};
+  detail::run_main(
+      [](void* p) {
+        auto* b = static_cast<Box*>(p);
+        if constexpr (std::is_void_v<R>) {
+          b->fn();
+        } else {
+          b->result = static_cast<int>(b->fn());
+        }
+      },
+      &box);
+  return box.result;
+}
+
+// go starts a new goroutine running fn(). The callable is moved in.
+template <typename F>
+void go(F&& fn) {
+  using Fn = std::decay_t<F>;
+  static_assert(std::is_invocable_v<Fn&>, "goro::go: fn must be callable with no arguments");
+  void* mem = nullptr;
+  detail::G* gp = detail::newproc_alloc(sizeof(Fn), alignof(Fn), &mem);
+  ::new (mem) Fn(std::forward<F>(fn));
+  detail::newproc_start(
+      gp, [](void* p) { (*static_cast<Fn*>(p))(); },
+      [](void* p) { static_cast<Fn*>(p)->~Fn(); });
+}
+
+// gosched yields the processor, letting other goroutines run. The calling
+// goroutine is put on the global run queue, as Go's runtime.Gosched does.
+void gosched();
+
+// maxprocs sets the number of Ps when n > 0 and returns the previous value.
+// Changing it stops the world at the next safe point of every running G.
+int maxprocs(int n = 0);
+
+// num_goroutine returns the number of goroutines that currently exist.
+int num_goroutine();
+
+// Chan<T> is a copyable handle to a channel, like Go's `chan T`.
+template <typename T>
+class Chan {
+ public:
+  explicit Chan(std::size_t cap = 0) : c_(detail::makechan(&detail::elem_ops_for<T>, cap)) {}
+  Chan(const Chan& o) noexcept : c_(o.c_) { detail::chan_retain(c_); }
+  Chan(Chan&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+  Chan& operator=(Chan o) noexcept {
+    std::swap(c_, o.c_);
+    return *this;
+  }
+  ~Chan() {
+    if (c_) detail::chan_release(c_);
+  }
+
+  // send blocks until the value is delivered (or buffered); it panics with
+  // "send on closed channel" when the channel is closed.
+  void send(T v) { detail::chansend(c_, &v, true); }
+  // try_send is a send with a default case: false when it would block.
+  bool try_send(T v) { return detail::chansend(c_, &v, false); }
+
+  // recv blocks until a value arrives; empty once closed and drained.
+  std::optional<T> recv() {
+    alignas(T) unsigned char buf[sizeof(T)];
+    auto r = detail::chanrecv(c_, buf, true);
+    return take(r, buf);
+  }
+  // try_recv is a receive with a default case: empty when it would block
+  // (check closed-ness with recv() if needed).
+  std::optional<T> try_recv() {
+    alignas(T) unsigned char buf[sizeof(T)];
+    auto r = detail::chanrecv(c_, buf, false);
+    return take(r, buf);
+  }
+
+  // close panics with "close of closed channel" when already closed.
+  void close() { detail::closechan(c_); }
+  std::size_t len() const noexcept { return detail::chanlen(c_); }
+  std::size_t cap() const noexcept { return detail::chancap(c_); }
+
+  detail::hchan* raw() const noexcept { return c_; }
+  friend bool operator==(const Chan& a, const Chan& b) noexcept { return a.c_ == b.c_; }
+
+ private:
+  static std::optional<T> take(detail::RecvResult r, unsigned char* buf) {
+    if (!r.selected || !r.received) return std::nullopt;
+    T* p = std::launder(reinterpret_cast<T*>(buf));
+    std::optional<T> out(std::move(*p));
+    p->~T();
+    return out;
+  }
+  detail::hchan* c_;
+};
+
+// WaitGroup waits for a collection of goroutines to finish, like Go's
+// sync.WaitGroup. A negative counter panics with Go's message.
+class WaitGroup {
+ public:
+  void add(int delta);
+  void done() { add(-1); }
+  void wait();
+
+ private:
+  // High 32 bits: counter. Low 32 bits: waiter count.
+  std::uint64_t state_ = 0;
+  std::uint32_t sema_ = 0;
+};
+
+// Mutex is Go's sync.Mutex: parks goroutines, with normal and starvation
+// modes. Usable with std::lock_guard / std::unique_lock.
+class Mutex {
+ public:
+  void lock();
+  void unlock();
+  bool try_lock();
+
+ private:
+  void lock_slow();
+  void unlock_slow(std::int32_t new_state);
+  std::int32_t state_ = 0;
+  std::uint32_t sema_ = 0;
+};
+
+}  // namespace goro
