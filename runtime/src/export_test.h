@@ -1,0 +1,58 @@
+// Test-only window into the runtime's internals, like Go's export_test.go.
+// Available only in goro_testing (GORO_TEST_HOOKS). Tests include it as
+// "export_test.h" (runtime/src is on goro_testing's private include path,
+// and tests/unit adds it explicitly).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace goro::testexport {
+
+// A standalone P-local run queue (256-slot ring + runnext) holding dummy Gs
+// named by integers, for Go's TestSchedLocalQueue* transcriptions.
+struct LocalQueue;
+LocalQueue* new_local_queue();
+void free_local_queue(LocalQueue* q);
+// runqput: next=true puts the G in runnext (kicking the old one to the tail).
+// Overflow goes to a private overflow list instead of the global queue.
+void runq_put(LocalQueue* q, int id, bool next);
+// runqget: -1 when empty.
+int runq_get(LocalQueue* q);
+bool runq_empty(LocalQueue* q);
+std::uint32_t runq_size(LocalQueue* q);  // ring only, excluding runnext
+// Items moved to the overflow (global-queue stand-in) so far.
+std::vector<int> runq_overflow(LocalQueue* q);
+// runqsteal: steal half (rounded up) of src into dst and return the one G
+// handed back directly (-1 when nothing was stolen). *stolen_count receives
+// how many Gs moved in total (the returned one included).
+int runq_steal(LocalQueue* dst, LocalQueue* src, bool steal_runnext, int* stolen_count);
+
+// The random coprime-stride enumeration used by stealWork: for `nprocs` Ps
+// and a random seed, the order in which Ps are visited.
+std::vector<int> steal_order(int nprocs, std::uint32_t seed);
+
+// A snapshot of the scheduler's counters, taken under sched.lock.
+struct SchedCounters {
+  int gomaxprocs;
+  int npidle;
+  int nmspinning;
+  int nmidle;
+  int nmidlelocked;
+  int nmsys;
+  int mcount;
+  int runqsize;  // global queue
+  int ngoroutines;
+};
+SchedCounters sched_counters();
+
+// Test pause points (see testhooks.h): block the thread that reaches point
+// `name` until released; wait until some thread is parked there.
+void hook_arm(const std::string& name);
+void hook_disarm_all();
+bool hook_wait_reached(const std::string& name, int timeout_ms);
+void hook_release(const std::string& name);
+
+}  // namespace goro::testexport
