@@ -1,0 +1,407 @@
+// Scheduler behaviour through the public API: Go's proc_test.go transcribed
+// (TestGoroutineParallelism{,2}, TestPingPongHog, TestYieldProgress,
+// TestNumGoroutine, TestStopTheWorldDeadlock), plus goro::run's contract.
+//
+// Our runtime has no timers yet, so where Go's tests time.Sleep to let other
+// goroutines run, we sleep cooperatively: gosched until a deadline passes.
+// Blocking the thread instead would hold the P and change what is tested.
+
+#include <gtest/gtest.h>
+
+#include <goro/goro.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include "export_test.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Go's `defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))`. Must be used
+// inside goro::run.
+class ScopedMaxprocs {
+ public:
+  explicit ScopedMaxprocs(int n) : prev_(goro::maxprocs(n)) {}
+  ~ScopedMaxprocs() { goro::maxprocs(prev_); }
+  ScopedMaxprocs(const ScopedMaxprocs&) = delete;
+  ScopedMaxprocs& operator=(const ScopedMaxprocs&) = delete;
+
+ private:
+  int prev_;
+};
+
+// The calling G yields until `d` has passed, like time.Sleep but keeping the
+// G runnable.
+void sleep_cooperatively(Clock::duration d) {
+  const auto deadline = Clock::now() + d;
+  while (Clock::now() < deadline) goro::gosched();
+}
+
+// G exit happens some time after the G's last visible action, so the count
+// of goroutines settles asynchronously. Yield until it reaches `want` or
+// `timeout` passes; returns the last count seen.
+int wait_for_num_goroutine(int want, Clock::duration timeout = 5s) {
+  const auto deadline = Clock::now() + timeout;
+  int n = goro::num_goroutine();
+  while (n != want && Clock::now() < deadline) {
+    goro::gosched();
+    n = goro::num_goroutine();
+  }
+  return n;
+}
+
+// Every test ends by letting the goroutines it started exit, so their
+// closures (and the channel handles they hold) are destroyed before run
+// returns: abandoned Gs would otherwise show up as leaks under ASan.
+void expect_only_main_left() {
+  EXPECT_EQ(wait_for_num_goroutine(1), 1) << "goroutines started by the test did not exit";
+}
+
+// ---------------------------------------------------------------------------
+// Parallelism
+
+// The P goroutines advance a shared counter in strict round robin: G p may
+// only move x from P*i+p to P*i+p+1. None of them ever blocks or reaches a
+// safe point, so the test finishes only if all P goroutines are running at
+// the same time, each on its own P and M.
+void spin_round_robin(std::atomic<std::uint32_t>& x, int nprocs, int slot) {
+  for (int i = 0; i < 3; i++) {
+    const auto expected = static_cast<std::uint32_t>(nprocs * i + slot);
+    while (x.load() != expected) {
+    }
+    x.store(expected + 1);
+  }
+}
+
+// TestGoroutineParallelism: as many spinning goroutines as Ps all run at
+// once. A scheduler that does not start Ms for idle Ps hangs here.
+TEST(GoroutineParallelism, AllPsRunAtOnce) {
+  goro::run([] {
+    constexpr int P = 4;  // more Ps than the 2 CPUs is fine: Ms are threads
+    constexpr int kTries = 10;
+    ScopedMaxprocs procs(P);
+    for (int attempt = 0; attempt < kTries; attempt++) {
+      goro::Chan<bool> done;
+      std::atomic<std::uint32_t> x{0};
+      for (int p = 0; p < P; p++) {
+        goro::go([&x, done, p]() mutable {
+          spin_round_robin(x, P, p);
+          done.send(true);
+        });
+      }
+      for (int p = 0; p < P; p++) done.recv();
+    }
+    expect_only_main_left();
+  });
+}
+
+// TestGoroutineParallelism2: the same with the spinners spawned by other
+// goroutines (nested go), with and without a prior round of load that
+// leaves worker Ms parking just as the test starts.
+void goroutine_parallelism2(bool load) {
+  constexpr int P = 4;
+  constexpr int kTries = 10;
+  ScopedMaxprocs procs(P);
+  for (int attempt = 0; attempt < kTries; attempt++) {
+    if (load) {
+      // P goroutines that all wait for each other: once released, their
+      // Ms find nothing to do and start parking.
+      goro::Chan<bool> done;
+      std::atomic<std::uint32_t> arrived{0};
+      for (int p = 0; p < P; p++) {
+        goro::go([&arrived, done]() mutable {
+          if (arrived.fetch_add(1) + 1 == static_cast<std::uint32_t>(P)) {
+            done.send(true);
+            return;
+          }
+          while (arrived.load() != static_cast<std::uint32_t>(P)) {
+          }
+        });
+      }
+      done.recv();
+    }
+    goro::Chan<bool> done;
+    std::atomic<std::uint32_t> x{0};
+    for (int p = 0; p < P / 2; p++) {
+      goro::go([&x, done, p] {
+        for (int p2 = 0; p2 < 2; p2++) {
+          goro::go([&x, done, p, p2]() mutable {
+            spin_round_robin(x, P, p * 2 + p2);
+            done.send(true);
+          });
+        }
+      });
+    }
+    for (int p = 0; p < P; p++) done.recv();
+  }
+  expect_only_main_left();
+}
+
+TEST(GoroutineParallelism, NestedSpawnsAllRunAtOnce) {
+  goro::run([] { goroutine_parallelism2(/*load=*/false); });
+}
+
+TEST(GoroutineParallelism, NestedSpawnsAllRunAtOnceAfterWorkersPark) {
+  goro::run([] { goroutine_parallelism2(/*load=*/true); });
+}
+
+// ---------------------------------------------------------------------------
+// Fairness
+
+// Spins `n` iterations of work the compiler cannot fold away.
+void burn(long n) {
+  volatile long sink = 0;
+  for (long i = 0; i < n; i++) sink = sink + 1;
+}
+
+// TestPingPongHog: on one P, a "hog" pair of goroutines passes a token back
+// and forth doing 1e6 units of work per turn, and a "light" pair does 1e3.
+// Each pair's token handoff readies the partner into runnext, so a pair
+// would keep the P forever if runnext chains did not share one time slice;
+// sysmon preempts the chain after 10 ms (at its next channel operation) and
+// the other pair gets its turn. Both pairs then get comparable CPU time, so
+// their work counts are within a factor of 20 (Go's bound, issue 52207);
+// without working preemption the gap is ~1000x.
+TEST(Fairness, PingPongHogPairsShareTheP) {
+  goro::run([] {
+    ScopedMaxprocs procs(1);
+    std::atomic<long> hog_count{0};
+    std::atomic<long> light_count{0};
+    goro::Chan<bool> hog_chan;
+    goro::Chan<bool> light_chan;
+
+    // Wait for the token, work, pass the token on; exit when the channel
+    // closes. Only the token holder sends, so nobody sends after the test
+    // takes the token back and closes the channel.
+    auto player = [](long limit, std::atomic<long>* counter, goro::Chan<bool> wake) {
+      while (wake.recv()) {
+        burn(limit);
+        counter->fetch_add(limit, std::memory_order_relaxed);
+        wake.send(true);
+      }
+    };
+    std::atomic<long>* hog_counter = &hog_count;
+    std::atomic<long>* light_counter = &light_count;
+    for (int i = 0; i < 2; i++) goro::go([=] { player(1'000'000, hog_counter, hog_chan); });
+    for (int i = 0; i < 2; i++) goro::go([=] { player(1'000, light_counter, light_chan); });
+
+    hog_chan.send(true);
+    light_chan.send(true);
+    sleep_cooperatively(100ms);
+    hog_chan.recv();  // take each token out of play
+    light_chan.recv();
+    hog_chan.close();
+    light_chan.close();
+
+    const long hog = hog_count.load();
+    const long light = light_count.load();
+    constexpr long kFactor = 20;
+    EXPECT_TRUE(hog / kFactor <= light && light / kFactor <= hog)
+        << "want hog/light in [1/" << kFactor << ", " << kFactor << "]; got " << hog << "/"
+        << light << " = " << static_cast<double>(hog) / static_cast<double>(light ? light : 1)
+        << ": a runnext pair kept the P beyond its time slice";
+    expect_only_main_left();
+  });
+}
+
+// TestYieldProgress: a goroutine that does nothing but gosched (checking a
+// channel in between) must not keep the main goroutine from progressing,
+// with one P (they take turns through the global queue) or several.
+void yield_progress(int nprocs) {
+  ScopedMaxprocs procs(nprocs);
+  goro::Chan<bool> c;
+  goro::Chan<bool> cack;
+  goro::go([c, cack]() mutable {
+    for (;;) {
+      if (c.try_recv()) {
+        cack.send(true);
+        return;
+      }
+      goro::gosched();
+    }
+  });
+  sleep_cooperatively(10ms);
+  c.send(true);
+  EXPECT_TRUE(cack.recv().has_value());
+  expect_only_main_left();
+}
+
+TEST(Fairness, YieldingGoroutineLetsMainProgressOnOneP) {
+  goro::run([] { yield_progress(1); });
+}
+
+TEST(Fairness, YieldingGoroutineLetsMainProgressOnTwoPs) {
+  goro::run([] { yield_progress(2); });
+}
+
+// ---------------------------------------------------------------------------
+// NumGoroutine
+
+// TestNumGoroutine (in spirit: we have no stack dump to compare with): the
+// main goroutine alone counts 1; N blocked goroutines count N more as soon
+// as they are created; once they exit the count returns to 1.
+TEST(NumGoroutine, CountsExactlyTheLiveGoroutines) {
+  goro::run([] {
+    EXPECT_EQ(goro::num_goroutine(), 1) << "main alone must count 1 (no system goroutines)";
+    constexpr int N = 100;
+    goro::Chan<int> block;
+    goro::WaitGroup started;
+    started.add(N);
+    for (int i = 0; i < N; i++) {
+      goro::go([block, &started]() mutable {
+        started.done();
+        block.recv();
+      });
+      EXPECT_EQ(goro::num_goroutine(), i + 2) << "a goroutine counts from the moment go returns";
+    }
+    started.wait();
+    EXPECT_EQ(goro::num_goroutine(), N + 1) << "blocked goroutines still count";
+    block.close();
+    EXPECT_EQ(wait_for_num_goroutine(1), 1) << "exited goroutines must stop counting";
+  });
+}
+
+TEST(NumGoroutine, ExitedSpawnersAreNotCounted) {
+  goro::run([] {
+    // A chain of goroutines, each starting the next and exiting.
+    constexpr int kDepth = 1000;
+    goro::Chan<bool> end;
+    struct Chain {
+      static void link(int left, goro::Chan<bool> end) {
+        if (left == 0) {
+          end.send(true);
+          return;
+        }
+        goro::go([left, end] { link(left - 1, end); });
+      }
+    };
+    goro::go([end] { Chain::link(kDepth, end); });
+    end.recv();
+    EXPECT_EQ(wait_for_num_goroutine(1), 1)
+        << "after a chain of " << kDepth << " goroutines ends, only main remains";
+  });
+}
+
+// ---------------------------------------------------------------------------
+// maxprocs
+
+TEST(Maxprocs, SetReturnsPreviousAndZeroQueries) {
+  goro::run([] {
+    const int initial = goro::maxprocs();
+    EXPECT_GE(initial, 1);
+    EXPECT_EQ(goro::maxprocs(0), initial) << "maxprocs(0) must only query";
+    EXPECT_EQ(goro::maxprocs(3), initial) << "maxprocs(n) returns the previous value";
+    EXPECT_EQ(goro::maxprocs(), 3);
+    EXPECT_EQ(goro::testexport::sched_counters().gomaxprocs, 3)
+        << "the scheduler must run with the Ps that maxprocs reports";
+    EXPECT_EQ(goro::maxprocs(-1), 3) << "a negative n must only query, like Go's GOMAXPROCS";
+    EXPECT_EQ(goro::maxprocs(initial), 3);
+    EXPECT_EQ(goro::maxprocs(), initial);
+  });
+}
+
+// A goroutine that starts its successor and exits, until told to stop
+// (Go's perpetuumMobile): keeps newproc, runnext and G exit busy.
+void perpetuum_mobile(goro::Chan<bool> stop) {
+  if (stop.try_recv()) return;
+  goro::go([stop] { perpetuum_mobile(stop); });
+}
+
+// TestStopTheWorldDeadlock: stopping the world over and over (in Go, GC
+// and GOMAXPROCS; here maxprocs, both to the same value and to changing
+// values) while goroutines are created and exit at full speed must neither
+// deadlock nor lose track of the Ps.
+TEST(Maxprocs, RepeatedResizeWhileGoroutinesSpawn) {
+  goro::run([] {
+    const int initial = goro::maxprocs(3);
+    // 1000 rounds as in Go; each is a stop-the-world.
+    constexpr int kRounds = 1000;
+    goro::Chan<bool> compl_(2);
+    goro::Chan<bool> stop;
+    goro::go([compl_]() mutable {
+      for (int i = 0; i < kRounds; i++) goro::maxprocs(3);
+      compl_.send(true);
+    });
+    goro::go([compl_]() mutable {
+      for (int i = 0; i < kRounds; i++) goro::maxprocs(1 + i % 4);
+      compl_.send(true);
+    });
+    goro::go([stop] { perpetuum_mobile(stop); });
+    compl_.recv();
+    compl_.recv();
+    stop.send(true);
+
+    // Which resize came last is a race; what follows must not be.
+    goro::maxprocs(4);
+    EXPECT_EQ(goro::maxprocs(), 4);
+    auto counters = goro::testexport::sched_counters();
+    EXPECT_EQ(counters.gomaxprocs, 4) << "the scheduler's P count after the resizes";
+    EXPECT_LE(counters.npidle, 3) << "main's P is running, so at most 3 of 4 Ps are idle";
+    // And all 4 Ps really run goroutines at once.
+    goro::Chan<bool> done;
+    std::atomic<std::uint32_t> x{0};
+    for (int p = 0; p < 4; p++) {
+      goro::go([&x, done, p]() mutable {
+        spin_round_robin(x, 4, p);
+        done.send(true);
+      });
+    }
+    for (int p = 0; p < 4; p++) done.recv();
+
+    EXPECT_EQ(goro::maxprocs(initial), 4);
+    EXPECT_EQ(goro::testexport::sched_counters().gomaxprocs, initial);
+    expect_only_main_left();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// goro::run
+
+TEST(Run, ReturnsMainsValue) {
+  EXPECT_EQ(goro::run([] { return 42; }), 42);
+  EXPECT_EQ(goro::run([] { return -3; }), -3);
+}
+
+TEST(Run, VoidMainReturnsZero) {
+  bool ran = false;
+  EXPECT_EQ(goro::run([&ran] { ran = true; }), 0);
+  EXPECT_TRUE(ran) << "run must run main before returning";
+}
+
+TEST(Run, CanBeCalledRepeatedly) {
+  for (int round = 0; round < 5; round++) {
+    const int got = goro::run([round] {
+      goro::Chan<int> c;
+      goro::go([c, round]() mutable { c.send(round * 10); });
+      return *c.recv() + 1;
+    });
+    EXPECT_EQ(got, round * 10 + 1) << "run number " << round;
+  }
+}
+
+// The main goroutine returning ends the program's work: goroutines still
+// runnable are abandoned, never resumed, not even by a later run, and a
+// later run starts with only its own main goroutine.
+std::atomic<bool> g_abandoned_ran{false};
+
+TEST(Run, GoroutinesLeftWhenMainReturnsAreAbandoned) {
+  int saved_procs = 0;
+  goro::run([&saved_procs] {
+    saved_procs = goro::maxprocs(1);  // the spawned G can only run if main yields
+    goro::go([] { g_abandoned_ran.store(true); });
+    EXPECT_EQ(goro::num_goroutine(), 2);
+  });
+  goro::run([saved_procs] {
+    EXPECT_EQ(goro::num_goroutine(), 1) << "a new run starts with only its main goroutine";
+    for (int i = 0; i < 100; i++) goro::gosched();
+    sleep_cooperatively(5ms);
+    goro::maxprocs(saved_procs);
+  });
+  EXPECT_FALSE(g_abandoned_ran.load()) << "an abandoned goroutine was resumed";
+}
+
+}  // namespace
