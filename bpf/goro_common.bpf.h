@@ -37,7 +37,7 @@
 s32 scx_bpf_create_dsq(u64 dsq_id, s32 node) __ksym;
 s32 scx_bpf_select_cpu_dfl(struct task_struct *p, s32 prev_cpu, u64 wake_flags,
 			   bool *is_idle) __ksym;
-bool scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice,
+void scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice,
 			u64 enq_flags) __ksym;
 /*
  * Since 6.19 the vtime insert takes its scalars in a struct: a BPF call has

@@ -70,7 +70,7 @@ char _license[] SEC("license") = "GPL";
  * ms; 5 ms keeps us below that. Ticks decide when a slice actually ends, so
  * with HZ=250 the real granularity is 4 ms. Set by the loader (-s).
  */
-const volatile u64 slice_ns = 5ULL * 1000 * 1000;
+const volatile __u64 slice_ns = 5ULL * 1000 * 1000; /* __u64: the skeleton shows it to C++ */
 
 /*
  * The vtime of the most recently started task, a lower bound for the
@@ -102,17 +102,22 @@ static void stat_inc(enum goro_stat idx)
 
 /*
  * The exit kinds in scx_goro.h are userspace's copy of the kernel's enum;
- * keep them honest.
+ * keep them honest. (The casts: the two enums are different types.)
  */
-_Static_assert(GORO_EXIT_NONE == SCX_EXIT_NONE, "exit kind NONE");
-_Static_assert(GORO_EXIT_DONE == SCX_EXIT_DONE, "exit kind DONE");
-_Static_assert(GORO_EXIT_UNREG == SCX_EXIT_UNREG, "exit kind UNREG");
-_Static_assert(GORO_EXIT_UNREG_BPF == SCX_EXIT_UNREG_BPF, "exit kind UNREG_BPF");
-_Static_assert(GORO_EXIT_UNREG_KERN == SCX_EXIT_UNREG_KERN, "exit kind UNREG_KERN");
-_Static_assert(GORO_EXIT_SYSRQ == SCX_EXIT_SYSRQ, "exit kind SYSRQ");
-_Static_assert(GORO_EXIT_ERROR == SCX_EXIT_ERROR, "exit kind ERROR");
-_Static_assert(GORO_EXIT_ERROR_BPF == SCX_EXIT_ERROR_BPF, "exit kind ERROR_BPF");
-_Static_assert(GORO_EXIT_ERROR_STALL == SCX_EXIT_ERROR_STALL, "exit kind ERROR_STALL");
+_Static_assert((int)GORO_EXIT_NONE == (int)SCX_EXIT_NONE, "exit kind NONE");
+_Static_assert((int)GORO_EXIT_DONE == (int)SCX_EXIT_DONE, "exit kind DONE");
+_Static_assert((int)GORO_EXIT_UNREG == (int)SCX_EXIT_UNREG, "exit kind UNREG");
+_Static_assert((int)GORO_EXIT_UNREG_BPF == (int)SCX_EXIT_UNREG_BPF, "exit kind UNREG_BPF");
+_Static_assert((int)GORO_EXIT_UNREG_KERN == (int)SCX_EXIT_UNREG_KERN, "exit kind UNREG_KERN");
+_Static_assert((int)GORO_EXIT_SYSRQ == (int)SCX_EXIT_SYSRQ, "exit kind SYSRQ");
+_Static_assert((int)GORO_EXIT_PARENT == (int)SCX_EXIT_PARENT, "exit kind PARENT");
+_Static_assert((int)GORO_EXIT_PARENT_KILL == (int)SCX_EXIT_PARENT_KILL, "exit kind PARENT_KILL");
+_Static_assert((int)GORO_EXIT_ERROR == (int)SCX_EXIT_ERROR, "exit kind ERROR");
+_Static_assert((int)GORO_EXIT_ERROR_BPF == (int)SCX_EXIT_ERROR_BPF, "exit kind ERROR_BPF");
+_Static_assert((int)GORO_EXIT_ERROR_STALL == (int)SCX_EXIT_ERROR_STALL, "exit kind ERROR_STALL");
+_Static_assert((int)GORO_EXIT_ERROR_REENQ == (int)SCX_EXIT_ERROR_REENQ, "exit kind ERROR_REENQ");
+_Static_assert((int)GORO_EXIT_ERROR_RESCUE == (int)SCX_EXIT_ERROR_RESCUE, "exit kind ERROR_RESCUE");
+_Static_assert((int)GORO_EXIT_MSG_LEN == (int)SCX_EXIT_MSG_LEN, "exit message length");
 
 /*
  * select_cpu is only a hint: the kernel calls it on wakeup, and if the CPU

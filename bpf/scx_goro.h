@@ -70,9 +70,13 @@ enum goro_exit_kind {
 	GORO_EXIT_UNREG_BPF = 65,  /* the BPF scheduler called scx_bpf_exit() */
 	GORO_EXIT_UNREG_KERN = 66, /* the kernel asked (e.g. a sub-scheduler parent) */
 	GORO_EXIT_SYSRQ = 67,	   /* SysRq-S */
+	GORO_EXIT_PARENT = 68,	   /* a sub-scheduler's parent went away */
+	GORO_EXIT_PARENT_KILL = 69,
 	GORO_EXIT_ERROR = 1024,	   /* runtime error */
 	GORO_EXIT_ERROR_BPF = 1025, /* scx_bpf_error() */
 	GORO_EXIT_ERROR_STALL = 1026, /* the watchdog saw a runnable task starve */
+	GORO_EXIT_ERROR_REENQ = 1027, /* a task was re-enqueued too often without running */
+	GORO_EXIT_ERROR_RESCUE = 1028, /* ejected for overloading rescue execution */
 };
 
 enum {

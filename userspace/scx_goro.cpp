@@ -97,9 +97,13 @@ const char* exit_kind_name(int32_t kind) {
     case GORO_EXIT_UNREG_BPF: return "UNREG_BPF";
     case GORO_EXIT_UNREG_KERN: return "UNREG_KERN";
     case GORO_EXIT_SYSRQ: return "SYSRQ";
+    case GORO_EXIT_PARENT: return "PARENT";
+    case GORO_EXIT_PARENT_KILL: return "PARENT_KILL";
     case GORO_EXIT_ERROR: return "ERROR";
     case GORO_EXIT_ERROR_BPF: return "ERROR_BPF";
     case GORO_EXIT_ERROR_STALL: return "ERROR_STALL";
+    case GORO_EXIT_ERROR_REENQ: return "ERROR_REENQ";
+    case GORO_EXIT_ERROR_RESCUE: return "ERROR_RESCUE";
     default: return kind >= GORO_EXIT_ERROR ? "ERROR_(other)" : "(other)";
   }
 }
