@@ -54,5 +54,15 @@ void hook_arm(const std::string& name);
 void hook_disarm_all();
 bool hook_wait_reached(const std::string& name, int timeout_ms);
 void hook_release(const std::string& name);
+bool hook_reached(const std::string& name);
+
+// sysmon_inject makes sysmon inject a new system G running fn(arg): like
+// Go's forcegc injection when bracketed is false (no incidlelocked guard),
+// like its netpoll injection when true.
+void sysmon_inject(void (*fn)(void*), void* arg, bool bracketed);
+// True while some thread sleeps waiting for sched.lock.
+bool sched_lock_contended();
+// Park the calling goroutine until fd is readable (the netpoller).
+void wait_readable(int fd);
 
 }  // namespace goro::testexport

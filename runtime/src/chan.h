@@ -1,0 +1,52 @@
+// Channel internals shared by chan.cpp and (later) select.cpp.
+#pragma once
+
+#include "runtime.h"
+
+namespace goro::detail {
+
+// Sudog: a G waiting on a channel (or, in select, one of several). It lives
+// in the waiting G's own frame, which cannot go away while the G is parked.
+struct Sudog {
+  G* g = nullptr;
+  Sudog* next = nullptr;
+  Sudog* prev = nullptr;
+  void* elem = nullptr;  // value to send, or storage to receive into
+  hchan* c = nullptr;
+  bool isSelect = false;
+  bool success = false;  // true: completed by a communication; false: closed
+};
+
+struct WaitQ {
+  Sudog* first = nullptr;
+  Sudog* last = nullptr;
+  void enqueue(Sudog* sg);
+  Sudog* dequeue();
+  void remove(Sudog* sg);
+};
+
+struct hchan {
+  std::atomic<std::uint32_t> refs{1};
+  std::size_t qcount = 0;    // values in the buffer (read racily by len())
+  std::size_t dataqsiz = 0;  // capacity
+  unsigned char* buf = nullptr;
+  const ElemOps* ops = nullptr;
+  std::atomic<bool> closed{false};
+  std::size_t sendx = 0;
+  std::size_t recvx = 0;
+  WaitQ recvq;
+  WaitQ sendq;
+  Lock lock;  // guards everything above except refs, ops, dataqsiz, buf
+
+  void* slot(std::size_t i) const { return buf + i * ops->size; }
+  bool full() const {
+    if (dataqsiz == 0) return __atomic_load_n(&recvq.first, __ATOMIC_RELAXED) == nullptr;
+    return __atomic_load_n(&qcount, __ATOMIC_RELAXED) == dataqsiz;
+  }
+  bool empty() const {
+    if (dataqsiz == 0) return __atomic_load_n(&sendq.first, __ATOMIC_RELAXED) == nullptr;
+    return __atomic_load_n(&qcount, __ATOMIC_RELAXED) == 0;
+  }
+};
+
+}  // namespace goro::detail

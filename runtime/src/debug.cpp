@@ -1,0 +1,55 @@
+// GORO_DEBUG: comma-separated key=value settings, like Go's GODEBUG.
+//
+//   schedtrace=MS     print a SCHED line every MS milliseconds (from sysmon)
+//   scheddetail=1     with schedtrace: also every P, M and G
+//   stacksize=KIB     goroutine stack size (virtual; committed lazily)
+//   startmlegacy=1    pre-#59600 lock handling in injectglist's startIdle.
+//                     Exists only to prove the #59600 regression test has
+//                     teeth; honoured only in builds with test hooks
+//                     (the Debug build and the builds ctest runs).
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "runtime.h"
+
+namespace goro::detail {
+
+void parsedebugvars() {
+  const char* env = std::getenv("GORO_DEBUG");
+  if (!env) return;
+  std::string s(env);
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    std::size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    std::string kv = s.substr(pos, end - pos);
+    pos = end + 1;
+    std::size_t eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = kv.substr(0, eq);
+    const char* val = kv.c_str() + eq + 1;
+    char* vend = nullptr;
+    long v = std::strtol(val, &vend, 10);
+    if (vend == val || *vend != '\0') {
+      std::fprintf(stderr, "goro: GORO_DEBUG: invalid value for %s: %s\n", key.c_str(), val);
+      continue;
+    }
+    if (key == "schedtrace") debug.schedtrace = static_cast<std::int32_t>(v);
+    else if (key == "scheddetail") debug.scheddetail = static_cast<std::int32_t>(v);
+    else if (key == "stacksize") debug.stacksize_kb = static_cast<std::int32_t>(v);
+    else if (key == "startmlegacy") {
+#if defined(GORO_TEST_HOOKS)
+      debug.startmlegacy = static_cast<std::int32_t>(v);
+#else
+      std::fprintf(stderr, "goro: GORO_DEBUG=startmlegacy is only honoured in test builds; ignored\n");
+#endif
+    } else if (key == "scx") {
+      // Reserved for the sched_ext export (scx=0 opts out).
+    } else {
+      std::fprintf(stderr, "goro: GORO_DEBUG: unknown setting %s\n", key.c_str());
+    }
+  }
+}
+
+}  // namespace goro::detail

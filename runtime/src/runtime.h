@@ -1,0 +1,338 @@
+// Internal definitions of the goro runtime: Gs, Ms, Ps, the scheduler's
+// global state, and the low-level primitives they are built from.
+//
+// Glossary (as in Go's runtime):
+//   G  a goroutine: a stack, a saved context, a status.
+//   M  a worker thread ("machine"). An M runs Gs only while it holds a P.
+//   P  a processor: the right to run goroutine code, plus the resources
+//      for it (a local run queue, a free-G cache). There are exactly
+//      gomaxprocs Ps.
+//   g0 every M's own thread stack, where the scheduler itself runs.
+//
+// Lock discipline (see "Locks" in proc.cpp for the full essay):
+//   sched.lock   guards the idle M list, the idle P list, the global run
+//                queue and every counter named n* in Sched (except the
+//                atomics nmspinning/npidle/needspinning, which are also
+//                read without it), plus P status changes to/from _Pidle.
+//   gfree.lock   guards the global free-G list.
+//   allglock     guards the list of all Gs.
+//   A P's local run queue is written only by the M that owns the P and
+//   read (stolen from) by anyone, lock-free.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "goro/goro.h"
+
+#if defined(__clang__)
+#define GORO_CAPABILITY(x) __attribute__((capability(x)))
+#define GORO_GUARDED_BY(x) __attribute__((guarded_by(x)))
+#define GORO_REQUIRES(...) __attribute__((requires_capability(__VA_ARGS__)))
+#define GORO_ACQUIRE(...) __attribute__((acquire_capability(__VA_ARGS__)))
+#define GORO_RELEASE(...) __attribute__((release_capability(__VA_ARGS__)))
+#define GORO_TRY_ACQUIRE(...) __attribute__((try_acquire_capability(__VA_ARGS__)))
+#define GORO_NO_TSA __attribute__((no_thread_safety_analysis))
+#else
+#define GORO_CAPABILITY(x)
+#define GORO_GUARDED_BY(x)
+#define GORO_REQUIRES(...)
+#define GORO_ACQUIRE(...)
+#define GORO_RELEASE(...)
+#define GORO_TRY_ACQUIRE(...)
+#define GORO_NO_TSA
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GORO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GORO_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define GORO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GORO_TSAN 1
+#endif
+#endif
+
+namespace goro::detail {
+
+// ---------------------------------------------------------------------------
+// Fatal errors
+// ---------------------------------------------------------------------------
+
+// throw_ reports a runtime invariant failure: "fatal error: <msg>", exit 2.
+// The message is a constant naming the function, so it can be grepped.
+[[noreturn]] void throw_(const char* msg);
+// fatal_ reports a user error the runtime cannot continue from (deadlock):
+// same format and exit status as throw_, without the "runtime:" framing.
+[[noreturn]] void fatal_(const char* msg);
+
+#define GORO_ASSERT(cond, msg) \
+  do {                         \
+    if (__builtin_expect(!(cond), 0)) ::goro::detail::throw_(msg); \
+  } while (0)
+
+std::int64_t nanotime();
+void usleep_(std::uint32_t us);
+void osyield();
+
+// ---------------------------------------------------------------------------
+// Lock: a futex mutex that spins briefly, then sleeps. It records its owner
+// thread so that "sched.lock must be held" can be asserted.
+// ---------------------------------------------------------------------------
+class GORO_CAPABILITY("mutex") Lock {
+ public:
+  void lock() GORO_ACQUIRE();
+  void unlock() GORO_RELEASE();
+  bool try_lock() GORO_TRY_ACQUIRE(true);
+  bool held_by_me() const;
+  bool contended() const { return key_.load(std::memory_order_relaxed) == 2; }
+  void assert_held() const { GORO_ASSERT(held_by_me(), "lock not held"); }
+
+ private:
+  std::atomic<std::uint32_t> key_{0};  // 0 unlocked, 1 locked, 2 contended
+  std::atomic<long> owner_{0};         // gettid-like id of the holder
+};
+
+// Note: a one-shot event. Exactly one thread sleeps on it; another wakes it.
+// noteclear must be called before reuse.
+struct Note {
+  std::atomic<std::uint32_t> key{0};
+  void clear() { key.store(0, std::memory_order_relaxed); }
+  void wakeup();
+  void sleep();
+  // Returns true if woken, false on timeout. ns < 0 sleeps forever.
+  bool tsleep(std::int64_t ns);
+};
+
+long current_thread_id();
+
+// ---------------------------------------------------------------------------
+// Stacks and contexts
+// ---------------------------------------------------------------------------
+struct Stack {
+  std::uintptr_t lo = 0;  // lowest usable address (above the guard page)
+  std::uintptr_t hi = 0;  // one past the highest usable address
+};
+
+extern "C" void goro_ctx_switch(void** save_sp, void* load_sp);
+// Builds a context on [lo, top) that starts entry(arg). Returns its sp.
+void* ctx_make(std::uintptr_t top, void (*entry)(void*), void* arg);
+
+// A stack region: the mapping that holds a G's stack and, at its top, the
+// G itself. Allocated once, reused through the free-G lists.
+struct StackRegion {
+  void* base;          // start of the mapping (or slab slot)
+  std::size_t size;    // mapping size including any guard page
+  bool guarded;        // a PROT_NONE guard page sits below the stack
+};
+StackRegion stackalloc(std::size_t size);
+std::size_t stack_size_default();
+constexpr std::uint64_t kStackCanary = 0x676f726f53544b21ull;  // "goroSTK!"
+
+// ---------------------------------------------------------------------------
+// G
+// ---------------------------------------------------------------------------
+enum GStatus : std::uint32_t {
+  _Gidle = 0,      // just allocated, not yet initialised
+  _Grunnable = 1,  // on a run queue; not executing user code
+  _Grunning = 2,   // executing user code; has an M and a P
+  _Gsyscall = 3,   // in a blocking call; has an M, no P (next issue)
+  _Gwaiting = 4,   // parked (channel, semaphore, ...); on some wait queue
+  _Gdead = 6,      // unused: just exited or on a free list
+};
+const char* gstatus_name(std::uint32_t s);
+
+struct M;
+struct P;
+struct Sudog;
+
+using UnlockFn = bool (*)(struct G* gp, void* arg);
+
+struct G {
+  void* sp = nullptr;  // saved stack pointer while not running
+  Stack stack;
+  StackRegion region{};
+  std::atomic<std::uint32_t> atomicstatus{_Gidle};
+  std::int64_t goid = 0;
+  M* m = nullptr;  // the M running this G, while running
+  G* schedlink = nullptr;  // run queue / free list link
+  G* alllink = nullptr;    // allgs list
+  bool is_main = false;
+  bool is_sys = false;        // a runtime-internal G (not counted)
+  std::atomic<bool> preempt{false};  // preemption requested at next safe point
+  const char* waitreason = nullptr;
+  std::int64_t waitsince = 0;
+  // Channel wait bookkeeping (chan.cpp)
+  Sudog* waiting = nullptr;
+  void* param = nullptr;
+  std::atomic<std::uint32_t> selectDone{0};
+  // Entry closure, living at the top of this G's stack.
+  ClosureFn fn = nullptr;
+  ClosureFn destroy = nullptr;
+  void* closure = nullptr;
+  // Sanitizer fiber state.
+  void* tsan_fiber = nullptr;
+  void* asan_fake_stack = nullptr;
+};
+
+// ---------------------------------------------------------------------------
+// P
+// ---------------------------------------------------------------------------
+enum PStatus : std::uint32_t {
+  _Pidle = 0,
+  _Prunning = 1,
+  _Psyscall = 2,
+  _Pgcstop = 3,
+  _Pdead = 4,
+};
+
+constexpr std::uint32_t kRunqSize = 256;
+
+struct P {
+  std::int32_t id = 0;
+  std::atomic<std::uint32_t> status{_Pgcstop};
+  P* link = nullptr;  // idle list link, guarded by sched.lock
+  std::uint32_t schedtick = 0;    // incremented on every scheduler call
+  std::uint32_t syscalltick = 0;  // incremented on every system call
+  // sysmon's observations: last schedtick/syscalltick seen and when.
+  std::uint32_t sysmon_schedtick = 0;
+  std::int64_t sysmon_schedwhen = 0;
+  std::uint32_t sysmon_syscalltick = 0;
+  std::int64_t sysmon_syscallwhen = 0;
+  std::atomic<M*> m{nullptr};  // back-link to the owning M (null if idle)
+
+  // The local run queue: a ring written only by the owner (tail), consumed
+  // by the owner and by stealers (head, with CAS). runnext is the G readied
+  // by the current G, to run next and inherit the time slice.
+  std::atomic<std::uint32_t> runqhead{0};
+  std::atomic<std::uint32_t> runqtail{0};
+  std::atomic<G*> runq[kRunqSize];
+  std::atomic<G*> runnext{nullptr};
+
+  // Free Gs (status _Gdead), owned by this P.
+  G* gfree = nullptr;
+  std::int32_t gfreecnt = 0;
+
+  // goid cache: a batch of ids taken from sched.goidgen.
+  std::int64_t goidcache = 0;
+  std::int64_t goidcacheend = 0;
+
+  std::uint32_t last_cpu = 0;  // for the sched_ext export (later issue)
+};
+
+// ---------------------------------------------------------------------------
+// M
+// ---------------------------------------------------------------------------
+struct M {
+  std::int64_t id = 0;
+  void* g0sp = nullptr;       // saved scheduler (g0) context
+  Stack g0stack;              // this thread's own stack (for sanitizers)
+  void* g0_tsan_fiber = nullptr;
+  void* g0_asan_fake_stack = nullptr;
+  G* curg = nullptr;          // the G running on this M, if any
+  P* p = nullptr;             // attached P (null if not running Go code)
+  P* nextp = nullptr;         // P to acquire when woken
+  P* oldp = nullptr;          // P held before entering a syscall
+  bool spinning = false;      // looking for work without finding any yet
+  bool blocked = false;       // parked on park
+  Note park;
+  M* schedlink = nullptr;     // idle list link, guarded by sched.lock
+  M* alllink = nullptr;
+  void (*mstartfn)() = nullptr;
+  long tid = 0;
+  std::uint64_t fastrand = 0;
+
+  // The action to perform on g0 after the current G switched away:
+  // park_m, gosched_m, goexit0, ... (Go's mcall).
+  void (*mcall_fn)(G*) = nullptr;
+  UnlockFn waitunlockf = nullptr;
+  void* waitlock = nullptr;
+};
+
+// ---------------------------------------------------------------------------
+// Global scheduler state
+// ---------------------------------------------------------------------------
+struct Sched {
+  Lock lock;
+
+  std::atomic<std::int64_t> goidgen{0};
+
+  M* midle GORO_GUARDED_BY(lock) = nullptr;  // idle Ms waiting for work
+  std::int32_t nmidle GORO_GUARDED_BY(lock) = 0;
+  std::int32_t nmidlelocked GORO_GUARDED_BY(lock) = 0;
+  std::int64_t mnext GORO_GUARDED_BY(lock) = 0;  // Ms created so far, next id
+  std::int32_t maxmcount GORO_GUARDED_BY(lock) = 10000;
+  std::int32_t nmsys GORO_GUARDED_BY(lock) = 0;    // system Ms (sysmon)
+  std::int64_t nmfreed GORO_GUARDED_BY(lock) = 0;  // Ms that exited
+
+  P* pidle GORO_GUARDED_BY(lock) = nullptr;
+  std::atomic<std::int32_t> npidle{0};
+  std::atomic<std::int32_t> nmspinning{0};
+  std::atomic<std::uint32_t> needspinning{0};
+
+  // The global run queue.
+  G* runqhead GORO_GUARDED_BY(lock) = nullptr;
+  G* runqtail GORO_GUARDED_BY(lock) = nullptr;
+  std::int32_t runqsize GORO_GUARDED_BY(lock) = 0;
+
+  // Stop-the-world.
+  std::atomic<bool> gcwaiting{false};
+  std::int32_t stopwait GORO_GUARDED_BY(lock) = 0;
+  Note stopnote;
+
+  // sysmon's deep sleep.
+  std::atomic<bool> sysmonwait{false};
+  Note sysmonnote;
+
+  std::atomic<std::int64_t> lastpoll{0};
+};
+
+extern Sched sched;
+extern std::atomic<std::int32_t> gomaxprocs;
+extern P** allp;  // [gomaxprocs]; replaced only with the world stopped
+
+// The current M and G of this thread. Always read them through getm()/getg():
+// a G may resume on another thread after any switch, and the compiler must
+// not reuse a thread-local address computed before it.
+M* getm();
+G* getg();
+
+// ---------------------------------------------------------------------------
+// Scheduler entry points used across files
+// ---------------------------------------------------------------------------
+
+// gopark puts the current G into _Gwaiting and switches to the scheduler.
+// unlockf(gp, lock) runs on g0 after the switch; if it returns false the G
+// is made runnable again at once.
+void gopark(UnlockFn unlockf, void* lock, const char* reason);
+// goready makes gp runnable, into the current P's runnext.
+void goready(G* gp);
+// goyield: like gosched, but the G goes to the tail of the local queue, so
+// a G just readied into runnext runs first (a direct hand-off).
+void goyield();
+// Safe point: if a preemption or stop-the-world is pending, yield.
+void checkpreempt();
+
+void lock_print();
+void unlock_print();
+
+// Debug settings (GORO_DEBUG).
+struct DebugVars {
+  std::int32_t schedtrace = 0;   // ms between SCHED lines; 0 off
+  std::int32_t scheddetail = 0;
+  std::int32_t startmlegacy = 0; // pre-#59600 lock handling (test hooks only)
+  std::int32_t stacksize_kb = 0;
+};
+extern DebugVars debug;
+void parsedebugvars();
+void schedtrace(bool detailed);
+
+}  // namespace goro::detail
