@@ -1670,6 +1670,14 @@ static std::atomic<G*> sysmon_inject_g{nullptr};
 static std::atomic<bool> sysmon_inject_bracketed{false};
 #endif
 
+static bool sysmon_test_pending() {
+#if defined(GORO_TEST_HOOKS)
+  return sysmon_inject_g.load() != nullptr;
+#else
+  return false;
+#endif
+}
+
 static bool preemptone(P* pp) {
   M* mp = pp->m.load();
   if (!mp) return false;
@@ -1717,9 +1725,10 @@ static void sysmon() {
     if (delay > 10 * 1000) delay = 10 * 1000;  // up to 10 ms
     usleep_(delay);
     std::int64_t now = nanotime();
-    if (debug.schedtrace <= 0 && (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load())) {
+    if (debug.schedtrace <= 0 && (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) &&
+        !sysmon_test_pending()) {
       sched.lock.lock();
-      if (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) {
+      if ((sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) && !sysmon_test_pending()) {
         // Nothing runs: sleep until something does (startm and
         // startTheWorld wake us) or a minute passes.
         sched.sysmonwait.store(true);
