@@ -47,6 +47,13 @@ void scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice,
 bool __scx_bpf_dsq_insert_vtime(struct task_struct *p,
 				struct scx_bpf_dsq_insert_vtime_args *args) __ksym;
 bool scx_bpf_dsq_move_to_local(u64 dsq_id) __ksym;
+/*
+ * Writes to p->scx.slice and p->scx.dsq_vtime go through these (since
+ * 6.19): with sub-schedulers the kernel must check that the caller owns
+ * @p. A root scheduler may still store to the fields directly; we don't.
+ */
+bool scx_bpf_task_set_slice(struct task_struct *p, u64 slice) __ksym;
+bool scx_bpf_task_set_dsq_vtime(struct task_struct *p, u64 vtime) __ksym;
 void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data__sz) __ksym;
 
 /*

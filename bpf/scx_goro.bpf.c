@@ -49,6 +49,9 @@
  *     queue, where another CPU will find them).
  *   - No preemption on wakeup: a woken task waits for the running task's
  *     slice to end (slice_ns bounds that wait).
+ *   - Run time is read off the remaining slice, so a task that yields pays
+ *     for a whole slice (see charge_used_slice). Go's runtime yields in
+ *     its spin loops; the runtime-aware version should measure instead.
  *   - It knows nothing about the goro runtime. That is the point of the
  *     next version (issue 2): the runtime will export its P/M state --
  *     which threads are Ms, which M holds a P, which are spinning looking
@@ -172,16 +175,58 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 }
 
 /*
- * dispatch is called when @cpu's local DSQ is empty. Moving the head of the
- * shared queue (smallest vtime) into it is all we do; if the queue is
- * empty the CPU keeps running @prev if it is still runnable, or goes idle.
+ * Charge @p for the part of its slice it used: vtime += used * 100/weight.
+ *
+ * "Used" is read off the slice: p->scx.slice counts down from the slice_ns
+ * we gave @p, so this relies on every slice @p runs on having come from us
+ * (goro_select_cpu, goro_enqueue, goro_dispatch). A slice the kernel sets
+ * itself -- SCX_SLICE_DFL when it keeps a task running that we did not
+ * refill, or in bypass mode -- can leave more than slice_ns remaining;
+ * charge nothing then rather than a huge wrapped amount.
+ *
+ * A task that yields has its slice zeroed by the kernel and so pays for
+ * the whole slice: yielding is expensive here. Charging measured run time
+ * (a timestamp per task in task-local storage) would fix that.
+ */
+static void charge_used_slice(struct task_struct *p)
+{
+	u64 used_ns;
+
+	if (p->scx.slice > slice_ns)
+		return;
+	used_ns = slice_ns - p->scx.slice;
+	/* Weight 100 is nice 0; the kernel keeps it in 1..10000, never 0. */
+	scx_bpf_task_set_dsq_vtime(p, p->scx.dsq_vtime + used_ns * 100 / p->scx.weight);
+}
+
+/*
+ * dispatch is called when @cpu's local DSQ is empty and the task that ran
+ * last, @prev (NULL if the CPU was idle), has no slice left or stopped.
+ * Moving the head of the shared queue (smallest vtime) to the local DSQ
+ * is the normal case.
  */
 void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 {
-	if (scx_bpf_dsq_move_to_local(GORO_SHARED_DSQ))
+	if (scx_bpf_dsq_move_to_local(GORO_SHARED_DSQ)) {
 		stat_inc(GORO_STAT_DISPATCH);
-	else
-		stat_inc(GORO_STAT_DISPATCH_IDLE);
+		return;
+	}
+
+	/*
+	 * Nothing queued. If @prev is still runnable the kernel keeps running
+	 * it, and if we leave its slice at zero it refills it with
+	 * SCX_SLICE_DFL (20 ms) behind our back: @prev would run 4x longer
+	 * than slice_ns before anyone else got a chance, uncharged. So refill
+	 * it ourselves, after charging the slice it just used up (it does not
+	 * pass through goro_stopping in between).
+	 */
+	if (prev && (prev->scx.flags & SCX_TASK_QUEUED)) {
+		charge_used_slice(prev);
+		scx_bpf_task_set_slice(prev, slice_ns);
+		stat_inc(GORO_STAT_KEEP_RUNNING);
+		return;
+	}
+	stat_inc(GORO_STAT_DISPATCH_IDLE);
 }
 
 /*
@@ -197,26 +242,13 @@ void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 
 void GORO_STRUCT_OPS(goro_stopping, struct task_struct *p, bool runnable)
 {
-	u64 used_ns;
-
-	/*
-	 * p->scx.slice counts down from what we inserted @p with. The kernel
-	 * may refill a slice itself (e.g. SCX_SLICE_DFL in bypass mode), in
-	 * which case the remainder can exceed slice_ns; charge nothing then
-	 * rather than a huge wrapped amount.
-	 */
-	if (p->scx.slice > slice_ns)
-		return;
-	used_ns = slice_ns - p->scx.slice;
-
-	/* Weighted fairness: weight 100 is nice 0 (range 1..10000). */
-	p->scx.dsq_vtime += used_ns * 100 / p->scx.weight;
+	charge_used_slice(p);
 }
 
 /* A task entering sched_ext (at load, or when forked) starts at the present. */
 void GORO_STRUCT_OPS(goro_enable, struct task_struct *p)
 {
-	p->scx.dsq_vtime = vtime_now;
+	scx_bpf_task_set_dsq_vtime(p, vtime_now);
 }
 
 s32 GORO_STRUCT_OPS_SLEEPABLE(goro_init)

@@ -43,7 +43,8 @@ enum goro_stat {
 	GORO_STAT_ENQUEUE,	 /* enqueue: inserted into the shared DSQ by vtime */
 	GORO_STAT_VTIME_CLAMPED, /* enqueue: a sleeper's banked credit was cut to one slice */
 	GORO_STAT_DISPATCH,	 /* dispatch: moved a task from the shared DSQ to a local DSQ */
-	GORO_STAT_DISPATCH_IDLE, /* dispatch: the shared DSQ was empty */
+	GORO_STAT_KEEP_RUNNING,	 /* dispatch: shared DSQ empty, the previous task got a new slice */
+	GORO_STAT_DISPATCH_IDLE, /* dispatch: shared DSQ empty, nothing to keep running */
 	GORO_NR_STATS,
 };
 

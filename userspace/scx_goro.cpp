@@ -123,6 +123,7 @@ constexpr const char* kStatNames[GORO_NR_STATS] = {
     "enqueue",        // GORO_STAT_ENQUEUE
     "vtime_clamped",  // GORO_STAT_VTIME_CLAMPED
     "dispatch",       // GORO_STAT_DISPATCH
+    "keep_running",   // GORO_STAT_KEEP_RUNNING
     "dispatch_idle",  // GORO_STAT_DISPATCH_IDLE
 };
 
