@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 
 #include "export_test.h"
 
@@ -52,6 +53,13 @@ int wait_for_num_goroutine(int want, Clock::duration timeout = 5s) {
     n = goro::num_goroutine();
   }
   return n;
+}
+
+// Yield until `flag` is set (or 5 s pass); returns it.
+bool eventually_true(const std::atomic<bool>& flag) {
+  const auto deadline = Clock::now() + 5s;
+  while (!flag.load() && Clock::now() < deadline) goro::gosched();
+  return flag.load();
 }
 
 // Every test ends by letting the goroutines it started exit, so their
@@ -110,15 +118,17 @@ void goroutine_parallelism2(bool load) {
     if (load) {
       // P goroutines that all wait for each other: once released, their
       // Ms find nothing to do and start parking.
+      // The spinners may still be reading the counter after main moves on,
+      // so they share ownership of it.
       goro::Chan<bool> done;
-      std::atomic<std::uint32_t> arrived{0};
+      auto arrived = std::make_shared<std::atomic<std::uint32_t>>(0);
       for (int p = 0; p < P; p++) {
-        goro::go([&arrived, done]() mutable {
-          if (arrived.fetch_add(1) + 1 == static_cast<std::uint32_t>(P)) {
+        goro::go([arrived, done]() mutable {
+          if (arrived->fetch_add(1) + 1 == static_cast<std::uint32_t>(P)) {
             done.send(true);
             return;
           }
-          while (arrived.load() != static_cast<std::uint32_t>(P)) {
+          while (arrived->load() != static_cast<std::uint32_t>(P)) {
           }
         });
       }
@@ -304,6 +314,29 @@ TEST(Maxprocs, SetReturnsPreviousAndZeroQueries) {
   });
 }
 
+// The goroutine that calls maxprocs stops the world but is not itself
+// preempted by it (Go's preemptone skips the caller's own M): afterwards it
+// keeps its P, so on one P a goroutine it starts does not run until it
+// blocks or yields.
+TEST(Maxprocs, CallerKeepsItsPAfterResize) {
+  goro::run([] {
+    const int initial = goro::maxprocs(2);
+    goro::gosched();
+    goro::maxprocs(1);
+    std::atomic<bool> ran{false};
+    goro::go([&ran] { ran.store(true); });
+    const bool ran_early = ran.load();
+    const int n = goro::num_goroutine();
+    EXPECT_FALSE(ran_early) << "the new goroutine ran right after maxprocs(2 -> 1): the caller "
+                               "lost its P at its first safe point after the resize";
+    EXPECT_EQ(n, 2);
+    goro::gosched();  // now it runs
+    EXPECT_TRUE(eventually_true(ran));
+    goro::maxprocs(initial);
+    expect_only_main_left();
+  });
+}
+
 // A goroutine that starts its successor and exits, until told to stop
 // (Go's perpetuumMobile): keeps newproc, runnext and G exit busy.
 void perpetuum_mobile(goro::Chan<bool> stop) {
@@ -384,17 +417,26 @@ TEST(Run, CanBeCalledRepeatedly) {
 }
 
 // The main goroutine returning ends the program's work: goroutines still
-// runnable are abandoned, never resumed, not even by a later run, and a
-// later run starts with only its own main goroutine.
+// runnable are abandoned, never resumed: not while run winds down, not by
+// a later run. A later run starts with only its own main goroutine.
 std::atomic<bool> g_abandoned_ran{false};
 
 TEST(Run, GoroutinesLeftWhenMainReturnsAreAbandoned) {
   int saved_procs = 0;
   goro::run([&saved_procs] {
-    saved_procs = goro::maxprocs(1);  // the spawned G can only run if main yields
+    // With one P, the new G can run only if main yields its P, and main
+    // never does: it returns.
+    saved_procs = goro::maxprocs(1);
+    // Settle after the resize (Maxprocs.CallerKeepsItsPAfterResize is the
+    // test for the caller's P right after it): a throwaway goroutine runs
+    // and exits, so any pending reschedule of main has happened.
+    goro::go([] {});
+    ASSERT_EQ(wait_for_num_goroutine(1), 1);
     goro::go([] { g_abandoned_ran.store(true); });
-    EXPECT_EQ(goro::num_goroutine(), 2);
+    EXPECT_EQ(goro::num_goroutine(), 2) << "the new goroutine ran although main kept the only P";
   });
+  EXPECT_FALSE(g_abandoned_ran.load())
+      << "a goroutine left runnable when main returned was run before run returned";
   goro::run([saved_procs] {
     EXPECT_EQ(goro::num_goroutine(), 1) << "a new run starts with only its main goroutine";
     for (int i = 0; i < 100; i++) goro::gosched();
