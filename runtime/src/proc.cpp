@@ -102,6 +102,10 @@ std::atomic<bool> main_running{false};
 Note main_done;
 G* maingp = nullptr;
 
+// worldsema serialises stop-the-world: one maxprocs() or main-exit at a
+// time. Gs park on it; threads outside the runtime poll it.
+std::uint32_t worldsema = 1;
+
 thread_local M* t_m = nullptr;
 thread_local G* t_g = nullptr;
 
@@ -933,11 +937,12 @@ void injectglist(G* head) {
 // Stop the world
 // ---------------------------------------------------------------------------
 static void preemptall() {
+  M* self = getm();
   for (std::int32_t i = 0; i < gomaxprocs.load(); i++) {
     P* pp = allp[i];
     if (pp->status.load() != _Prunning) continue;
     M* mp = pp->m.load();
-    if (!mp) continue;
+    if (!mp || mp == self) continue;  // the caller stops its own P in place
     // Racy: curg may change under us; a stray preempt flag on the wrong G
     // only costs that G one extra yield.
     G* gp = __atomic_load_n(&mp->curg, __ATOMIC_RELAXED);
@@ -1039,6 +1044,30 @@ static void startTheWorld() {
   }
   M* mp = getm();
   if (mp && mp->p) wakep();
+}
+
+static void worldsema_acquire() {
+  if (getg()) {
+    semacquire(&worldsema, false);
+    return;
+  }
+  for (;;) {
+    std::atomic_ref<std::uint32_t> a(worldsema);
+    std::uint32_t v = a.load();
+    if (v > 0 && a.compare_exchange_weak(v, v - 1)) return;
+    usleep_(50);
+  }
+}
+static void worldsema_release() { semrelease(&worldsema, false); }
+
+// main_exit_stop runs on the main G after main's function returned: the
+// program's work is over (Go would exit here). Stop the world so that no
+// other G runs again — those running reach a safe point and are preempted
+// — and from now on checkdead does not apply.
+static void main_exit_stop() {
+  worldsema_acquire();
+  stopTheWorld();
+  main_running.store(false, std::memory_order_release);
 }
 
 static void p_init(P* pp, std::int32_t id) {
@@ -1258,6 +1287,7 @@ static std::int64_t newgoid(P* pp) {
 }
 
 static void goexit1();
+static void main_exit_stop();
 
 // The first frame of every G.
 static void gostart(void* arg) {
@@ -1267,6 +1297,7 @@ static void gostart(void* arg) {
 #endif
   gp->fn(gp->closure);
   gp->destroy(gp->closure);
+  if (gp->is_main) main_exit_stop();
   goexit1();
 }
 
@@ -1413,13 +1444,17 @@ static void goexit0(G* gp) {
   gp->is_sys = false;
   dropg();
   gfput(mp->p, gp);
-  if (was_main) {
-    // The program's work is over (like Go's main returning): checkdead no
-    // longer applies; goro::run's thread takes it from here.
-    main_running.store(false, std::memory_order_release);
-    main_done.wakeup();
-  }
   mp->curg = nullptr;
+  if (was_main) {
+    // The world is stopped (main_exit_stop) with our P stopped in place.
+    // Leave the P to goro::run's thread, which abandons what is left and
+    // restarts the world empty; this M parks until then.
+    P* pp = mp->p;
+    pp->m.store(nullptr);
+    mp->p = nullptr;
+    main_done.wakeup();
+    stopm();
+  }
 }
 
 static void goexit1() { mcall(goexit0, /*exiting=*/true); }
@@ -1626,6 +1661,7 @@ static void execute(G* gp, bool inheritTime) {
   mp->curg = gp;
   gp->m = mp;
   casgstatus(gp, _Grunnable, _Grunning);
+  gp->preempt.store(false, std::memory_order_relaxed);  // a stale request from an earlier slice
   if (!inheritTime) mp->p->schedtick++;
   gogo(mp, gp);
 }
@@ -1942,13 +1978,14 @@ int run_main(ClosureFn fn, void* closure) {
 
   main_done.sleep();
 
-  // Main returned: stop the world, abandon whatever is left, and leave every
-  // P idle and every M parked for the next run.
-  stopTheWorld();
+  // Main returned and stopped the world: abandon whatever is left, and
+  // restart the world empty — every P idle, every M parked — for the next
+  // run.
   sched.lock.lock();
   abandon_all();
   sched.lock.unlock();
   startTheWorld();
+  worldsema_release();
   maingp = nullptr;
   return 0;
 }
@@ -1965,22 +2002,18 @@ int maxprocs(int n) {
   M* mp = getm();
   if (!mp || !getg()) {
     // Outside the runtime: takes effect at the next boot.
-    if (!inited) setenv("GORO_MAXPROCS", std::to_string(n).c_str(), 1);
-    else {
-      std::lock_guard<std::mutex> guard(run_mu);
-      stopTheWorld();
-      sched.lock.lock();
-      newprocs = n;
-      sched.lock.unlock();
-      startTheWorld();
+    if (!inited) {
+      setenv("GORO_MAXPROCS", std::to_string(n).c_str(), 1);
+      return prev;
     }
-    return prev;
   }
+  worldsema_acquire();
   stopTheWorld();
   sched.lock.lock();
   newprocs = n;
   sched.lock.unlock();
   startTheWorld();
+  worldsema_release();
   return prev;
 }
 
