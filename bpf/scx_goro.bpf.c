@@ -24,6 +24,16 @@
  *     vtime_now - slice_ns ("Sleeper credit" in goro_enqueue). A waking
  *     task still goes to the front, but can bank at most one slice.
  *
+ *   - The opposite cap keeps the watchdog happy ("Starvation bound" in
+ *     goro_enqueue): a low-weight task is charged up to 100x its run
+ *     time, so one slice can put it seconds of vtime ahead of everybody;
+ *     queued behind them it would wait for all of them to catch up, and
+ *     the kernel ejects a scheduler that leaves a runnable task waiting
+ *     longer than timeout_ms. That is not hypothetical: khugepaged (nice
+ *     19, weight 1) starved for 5.2 s under stress-ng in the first VM
+ *     runs. So on enqueue a task's vtime is also lowered to at most
+ *     MAX_DEBT_SLICES slices ahead of vtime_now.
+ *
  *   - Fast path for wakeups: if select_cpu finds an idle CPU for the waking
  *     task, we insert it straight into that CPU's local DSQ and skip the
  *     shared queue (and the vtime order) altogether. With fewer runnable
@@ -49,6 +59,10 @@
  *     queue, where another CPU will find them).
  *   - No preemption on wakeup: a woken task waits for the running task's
  *     slice to end (slice_ns bounds that wait).
+ *   - Weights are honoured only within the starvation bound: however low
+ *     its weight, a task waits at most about MAX_DEBT_SLICES slices of
+ *     vtime, so a nice-19 CPU hog gets about 1/(MAX_DEBT_SLICES + 1) of a
+ *     nice-0 hog's share instead of 1/68 of it.
  *   - Run time is read off the remaining slice, so a task that yields pays
  *     for a whole slice (see charge_used_slice). Go's runtime yields in
  *     its spin loops; the runtime-aware version should measure instead.
@@ -74,6 +88,18 @@ char _license[] SEC("license") = "GPL";
  * with HZ=250 the real granularity is 4 ms. Set by the loader (-s).
  */
 const volatile __u64 slice_ns = 5ULL * 1000 * 1000; /* __u64: the skeleton shows it to C++ */
+
+/*
+ * Starvation bound: how far ahead of vtime_now, in slices, a queued task's
+ * vtime may be. A queued task runs once every task ahead of it has
+ * advanced past it; a weight-100 task advances by one slice per slice it
+ * runs, so with N such tasks competing on C CPUs the wait is at most about
+ * N * (MAX_DEBT_SLICES + 1) * slice_ns / C: 1.25 s for 100 CPU hogs on our
+ * 2-CPU test VMs with 5 ms slices, well inside timeout_ms. Heavier tasks
+ * (negative nice) advance more slowly and stretch that; rare enough for
+ * now. Larger values honour low weights better and wait longer.
+ */
+enum { MAX_DEBT_SLICES = 4 };
 
 /*
  * The vtime of the most recently started task, a lower bound for the
@@ -160,7 +186,16 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (time_before(vtime, vtime_now - slice_ns)) {
 		vtime = vtime_now - slice_ns;
-		stat_inc(GORO_STAT_VTIME_CLAMPED);
+		stat_inc(GORO_STAT_CREDIT_CLAMPED);
+	}
+
+	/*
+	 * Starvation bound: see MAX_DEBT_SLICES. The insert stores the
+	 * clamped vtime into p->scx.dsq_vtime, so both cuts stick.
+	 */
+	if (time_before(vtime_now + MAX_DEBT_SLICES * slice_ns, vtime)) {
+		vtime = vtime_now + MAX_DEBT_SLICES * slice_ns;
+		stat_inc(GORO_STAT_DEBT_CLAMPED);
 	}
 
 	struct scx_bpf_dsq_insert_vtime_args args = {

@@ -41,7 +41,8 @@
 enum goro_stat {
 	GORO_STAT_DIRECT_IDLE,	 /* select_cpu found an idle CPU: inserted into its local DSQ */
 	GORO_STAT_ENQUEUE,	 /* enqueue: inserted into the shared DSQ by vtime */
-	GORO_STAT_VTIME_CLAMPED, /* enqueue: a sleeper's banked credit was cut to one slice */
+	GORO_STAT_CREDIT_CLAMPED, /* enqueue: a sleeper's banked credit was cut to one slice */
+	GORO_STAT_DEBT_CLAMPED,	 /* enqueue: a low-weight task's debt was cut (starvation bound) */
 	GORO_STAT_DISPATCH,	 /* dispatch: moved a task from the shared DSQ to a local DSQ */
 	GORO_STAT_KEEP_RUNNING,	 /* dispatch: shared DSQ empty, the previous task got a new slice */
 	GORO_STAT_DISPATCH_IDLE, /* dispatch: shared DSQ empty, nothing to keep running */

@@ -121,7 +121,8 @@ bool exited(const scx_goro* skel) {
 constexpr const char* kStatNames[GORO_NR_STATS] = {
     "direct_idle",    // GORO_STAT_DIRECT_IDLE
     "enqueue",        // GORO_STAT_ENQUEUE
-    "vtime_clamped",  // GORO_STAT_VTIME_CLAMPED
+    "credit_clamped", // GORO_STAT_CREDIT_CLAMPED
+    "debt_clamped",   // GORO_STAT_DEBT_CLAMPED
     "dispatch",       // GORO_STAT_DISPATCH
     "keep_running",   // GORO_STAT_KEEP_RUNNING
     "dispatch_idle",  // GORO_STAT_DISPATCH_IDLE
