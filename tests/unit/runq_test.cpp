@@ -220,7 +220,15 @@ TEST(SchedLocalQueue, EmptyIsNeverSpuriouslyTrue) {
 // exactly once, whatever the seed.
 TEST(StealOrder, VisitsEveryPExactlyOnce) {
   for (int nprocs = 1; nprocs <= 64; nprocs++) {
-    for (std::uint32_t seed = 0; seed < 512; seed++) {
+    // Seeds k*nprocs + k walk through every start position and (for an
+    // enumeration that picks its stride from seed / nprocs, as Go's does)
+    // every stride; a few large seeds cover the rest of the range.
+    std::vector<std::uint32_t> seeds;
+    for (std::uint32_t k = 0; k < 2u * static_cast<std::uint32_t>(nprocs); k++) {
+      seeds.push_back(k * static_cast<std::uint32_t>(nprocs) + k);
+    }
+    for (std::uint32_t j = 1; j <= 32; j++) seeds.push_back(j * 0x9e3779b9u);
+    for (std::uint32_t seed : seeds) {
       std::vector<int> order = tx::steal_order(nprocs, seed);
       ASSERT_EQ(order.size(), static_cast<std::size_t>(nprocs))
           << "nprocs=" << nprocs << " seed=" << seed << ": must visit exactly nprocs Ps";
@@ -243,7 +251,7 @@ TEST(StealOrder, SeedsSpreadStartsAndStrides) {
   for (int nprocs = 2; nprocs <= 64; nprocs++) {
     std::set<int> firsts;
     std::set<int> strides;
-    for (std::uint32_t seed = 0; seed < 4096; seed++) {
+    for (std::uint32_t seed = 0; seed < 16u * static_cast<std::uint32_t>(nprocs); seed++) {
       std::vector<int> order = tx::steal_order(nprocs, seed);
       ASSERT_EQ(order.size(), static_cast<std::size_t>(nprocs));
       firsts.insert(order[0]);
