@@ -25,6 +25,8 @@ struct PollDesc {
 };
 constexpr std::uintptr_t kReady = 1;
 
+}  // namespace
+
 void netpoll_init() {
   initlock.lock();
   if (!inited.load()) {
@@ -40,11 +42,9 @@ void netpoll_init() {
   }
   initlock.unlock();
 }
-}  // namespace
 
 bool netpoll_inited() { return inited.load(std::memory_order_acquire); }
 bool netpoll_anywaiters() { return waiters.load(std::memory_order_relaxed) > 0; }
-bool netpoll_has_timed_waiters() { return false; }
 
 void netpoll_break() {
   if (!netpoll_inited()) return;

@@ -13,6 +13,7 @@
 
 namespace goro::detail {
 
+void netpoll_init();
 bool netpoll_inited();
 bool netpoll_anywaiters();
 // netpoll returns a list (linked by schedlink) of Gs made ready, in
@@ -20,9 +21,6 @@ bool netpoll_anywaiters();
 // 0 does not block, > 0 blocks for up to delay ns.
 G* netpoll(std::int64_t delay);
 void netpoll_break();
-// Any G waiting with a deadline (a timer): checkdead must not report a
-// deadlock while one exists.
-bool netpoll_has_timed_waiters();
 
 // netpoll_wait_readable parks the current G until fd is readable (or has
 // hung up). fd should be non-blocking.

@@ -832,6 +832,20 @@ static void wakep() {
   startm(pp, true, false);
 }
 
+// wakeNetPoller: a timer at `when` was added. If an M is blocked in
+// netpoll past that, break its poll; if none is polling, get one going.
+void wakeNetPoller(std::int64_t when) {
+  if (sched.lastpoll.load() == 0) {
+    // findRunnable keeps pollUntil either zero or when the current poll
+    // ends: this may wake spuriously but never misses a wake-up.
+    std::int64_t pollerPollUntil = sched.pollUntil.load();
+    if (pollerPollUntil == 0 || pollerPollUntil > when) netpoll_break();
+  } else {
+    M* mp = getm();
+    if (mp && mp->p) wakep();
+  }
+}
+
 static void becomeSpinning(M* mp) {
   mp->spinning = true;
   sched.nmspinning.fetch_add(1);
@@ -1077,7 +1091,8 @@ static void p_init(P* pp, std::int32_t id) {
 
 // p_destroy moves everything of a P being removed by procresize to the
 // global lists. sched.lock held, world stopped.
-static void p_destroy(P* pp) GORO_REQUIRES(sched.lock) {
+static void p_destroy(P* pp, P* heir) GORO_REQUIRES(sched.lock) {
+  moveTimers(heir, pp);
   // Move the local queue, runnext first, to the head of the global queue,
   // preserving order.
   for (;;) {
@@ -1127,7 +1142,7 @@ void procresize_locked(std::int32_t nprocs) GORO_REQUIRES(sched.lock) {
     pp->status.store(_Pidle);
     acquirep(pp);
   }
-  for (std::int32_t i = nprocs; i < old; i++) p_destroy(allp[i]);
+  for (std::int32_t i = nprocs; i < old; i++) p_destroy(allp[i], mp && mp->p ? mp->p : allp[0]);
   P* runnable = nullptr;
   for (std::int32_t i = nprocs - 1; i >= 0; i--) {
     P* pp = allp[i];
@@ -1198,8 +1213,8 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
     sched.lock.unlock();
     fatal_("no goroutines (main called runtime.Goexit) - deadlock!");
   }
-  // A pending timer or netpoll deadline will wake someone: not dead.
-  if (netpoll_has_timed_waiters()) return;
+  // A pending timer will wake someone: not dead.
+  if (anytimers()) return;
   sched.lock.unlock();
   if (debug.schedtrace > 0) schedtrace(debug.scheddetail > 0);
   fatal_("all goroutines are asleep - deadlock!");
@@ -1478,10 +1493,11 @@ namespace goro::detail {
 // stealWork attempts to steal a runnable G from any P. newWork says that
 // new work may have appeared (stop-the-world pending) and the caller should
 // start over.
-static G* stealWork(bool* newWork) {
+static G* stealWork(bool* newWork, std::int64_t* pollUntil) {
   M* mp = getm();
   P* pp = mp->p;
   *newWork = false;
+  bool ranTimer = false;
   constexpr int stealTries = 4;
   for (int i = 0; i < stealTries; i++) {
     bool stealRunNextG = i == stealTries - 1;
@@ -1492,12 +1508,26 @@ static G* stealWork(bool* newWork) {
       }
       P* p2 = allp[e.pos];
       if (pp == p2) continue;
+      // Steal timers from p2 on the last pass only: running another P's
+      // timers readies Gs on ours; if that happened, take one.
+      if (stealRunNextG && p2->timer0When.load(std::memory_order_relaxed) != 0) {
+        bool ran = false;
+        std::int64_t w = checkTimers(p2, 0, &ran);
+        if (w != 0 && (*pollUntil == 0 || w < *pollUntil)) *pollUntil = w;
+        if (ran) {
+          bool inherit;
+          if (G* gp = runqget(pp, &inherit)) return gp;
+          ranTimer = true;
+        }
+      }
       // Don't bother to attempt to steal if p2 is idle.
       if (!idlepmask_read(p2->id)) {
         if (G* gp = runqsteal(pp, p2, stealRunNextG)) return gp;
       }
     }
   }
+  // A timer we ran may have readied a G on another P: look again.
+  if (ranTimer) *newWork = true;
   return nullptr;
 }
 
@@ -1531,6 +1561,8 @@ top:
     gcstopm();
     goto top;
   }
+  // Run expired timers of our P; remember when the next one is due.
+  std::int64_t pollUntil = checkTimers(pp, 0, nullptr);
   // Check the global runnable queue once in a while to ensure fairness.
   // Otherwise two goroutines can completely occupy the local runqueue by
   // constantly respawning each other.
@@ -1573,7 +1605,7 @@ top:
   if (mp->spinning || 2 * sched.nmspinning.load() < gomaxprocs.load() - sched.npidle.load()) {
     if (!mp->spinning) becomeSpinning(mp);
     bool newWork = false;
-    if (G* gp = stealWork(&newWork)) {
+    if (G* gp = stealWork(&newWork, &pollUntil)) {
       *inheritTime = false;
       return gp;
     }
@@ -1612,21 +1644,34 @@ top:
   bool wasSpinning = mp->spinning;
   if (mp->spinning) {
     mp->spinning = false;
+    // The seq_cst read-modify-write is the StoreLoad barrier the dance
+    // needs: the queue reads below cannot move above it.
     if (sched.nmspinning.fetch_sub(1) - 1 < 0) throw_("findrunnable: negative nmspinning");
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (P* p2 = checkRunqsNoP(nprocs)) {
       acquirep(p2);
       becomeSpinning(mp);
       goto top;
     }
   }
+  // The earliest timer of any P: somebody must wake up for it.
+  {
+    std::int64_t w = timeSleepUntil();
+    if (w != 0 && (pollUntil == 0 || w < pollUntil)) pollUntil = w;
+  }
 
   // Poll the network until woken (the last resort before sleeping): one M
   // at a time, elected by swapping lastpoll to 0.
-  if (netpoll_inited() && netpoll_anywaiters() && sched.lastpoll.exchange(0) != 0) {
+  if (netpoll_inited() && (netpoll_anywaiters() || pollUntil != 0) && sched.lastpoll.exchange(0) != 0) {
+    sched.pollUntil.store(pollUntil);
     if (mp->p) throw_("findrunnable: netpoll with p");
     if (mp->spinning) throw_("findrunnable: netpoll with spinning");
-    G* list = netpoll(-1);  // block until new work is available
+    std::int64_t delay = -1;
+    if (pollUntil != 0) {
+      delay = pollUntil - nanotime();
+      if (delay < 0) delay = 0;
+    }
+    G* list = netpoll(delay);  // block until new work is available
+    sched.pollUntil.store(0);
     sched.lastpoll.store(nanotime());
     GORO_TESTHOOK("findrunnable.afternetpoll");
     sched.lock.lock();
@@ -1648,6 +1693,10 @@ top:
       if (wasSpinning) becomeSpinning(mp);
       goto top;
     }
+  } else if (pollUntil != 0 && netpoll_inited()) {
+    // Someone else polls; make sure it wakes up in time for our timer.
+    std::int64_t pollerPollUntil = sched.pollUntil.load();
+    if (pollerPollUntil == 0 || pollerPollUntil > pollUntil) netpoll_break();
   }
   stopm();
   goto top;
@@ -1766,15 +1815,20 @@ static void sysmon() {
       sched.lock.lock();
       if ((sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) && !sysmon_test_pending()) {
         // Nothing runs: sleep until something does (startm and
-        // startTheWorld wake us) or a minute passes.
-        sched.sysmonwait.store(true);
-        sched.lock.unlock();
-        sched.sysmonnote.tsleep(60ll * 1000 * 1000 * 1000);
-        sched.lock.lock();
-        sched.sysmonwait.store(false);
-        sched.sysmonnote.clear();
-        idle = 0;
-        delay = 20;
+        // startTheWorld wake us), the next timer, or a minute passes.
+        std::int64_t next = timeSleepUntil();
+        if (next == 0 || next > now) {
+          std::int64_t sleep = 60ll * 1000 * 1000 * 1000;
+          if (next != 0 && next - now < sleep) sleep = next - now;
+          sched.sysmonwait.store(true);
+          sched.lock.unlock();
+          sched.sysmonnote.tsleep(sleep);
+          sched.lock.lock();
+          sched.sysmonwait.store(false);
+          sched.sysmonnote.clear();
+          idle = 0;
+          delay = 20;
+        }
       }
       sched.lock.unlock();
     }
@@ -1916,6 +1970,7 @@ static void schedinit() {
   sched.lock.lock();
   procresize_locked(procs);
   sched.lock.unlock();
+  netpoll_init();  // also the timed sleep of an idle M waiting for timers
   sched.lastpoll.store(nanotime());
   newm(sysmon, nullptr, -1);
 }

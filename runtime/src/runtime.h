@@ -226,7 +226,50 @@ struct P {
   std::int64_t goidcacheend = 0;
 
   std::uint32_t last_cpu = 0;  // for the sched_ext export (later issue)
+
+  // Timers: a 4-ary min-heap on `when`, guarded by timersLock. timer0When
+  // is the earliest `when` (0 if none), readable without the lock.
+  Lock timersLock;
+  struct RuntimeTimer** timers GORO_GUARDED_BY(timersLock) = nullptr;
+  std::uint32_t ntimers GORO_GUARDED_BY(timersLock) = 0;
+  std::uint32_t timerscap GORO_GUARDED_BY(timersLock) = 0;
+  std::atomic<std::int64_t> timer0When{0};
 };
+
+// ---------------------------------------------------------------------------
+// Timers (time.cpp)
+// ---------------------------------------------------------------------------
+enum TimerStatus : std::uint32_t {
+  kTimerIdle = 0,     // in no heap
+  kTimerWaiting = 1,  // in the heap of `pp`
+  kTimerRunning = 2,  // popped; f is being called
+};
+
+struct RuntimeTimer {
+  std::int64_t when = 0;
+  void (*f)(void* arg) = nullptr;  // runs on g0 (with a P); must not block
+  void* arg = nullptr;
+  // waitable: deltimer waits for a running f to return (the owner may free
+  // the timer afterwards). A non-waitable timer is forgotten by the runtime
+  // before f is called (sleep's timer lives on the sleeper's stack).
+  bool waitable = false;
+  std::atomic<P*> pp{nullptr};
+  std::atomic<std::uint32_t> status{kTimerIdle};
+  std::uint32_t index = 0;  // position in pp's heap
+};
+
+// addtimer adds t to the current P's heap (t must be idle).
+void addtimer(RuntimeTimer* t);
+// deltimer removes t; true if it was removed before it fired.
+bool deltimer(RuntimeTimer* t);
+// checkTimers runs pp's expired timers. Returns the next `when` (0: none).
+std::int64_t checkTimers(P* pp, std::int64_t now, bool* ran);
+// moveTimers moves every timer of src onto dst (procresize).
+void moveTimers(P* dst, P* src);
+// Earliest timer over all Ps (0: none).
+std::int64_t timeSleepUntil();
+bool anytimers();
+void wakeNetPoller(std::int64_t when);
 
 // ---------------------------------------------------------------------------
 // M
@@ -292,7 +335,8 @@ struct Sched {
   std::atomic<bool> sysmonwait{false};
   Note sysmonnote;
 
-  std::atomic<std::int64_t> lastpoll{0};
+  std::atomic<std::int64_t> lastpoll{0};   // 0: an M is blocked in netpoll
+  std::atomic<std::int64_t> pollUntil{0};  // when that M's poll returns
 };
 
 extern Sched sched;

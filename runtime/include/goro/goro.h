@@ -13,6 +13,7 @@
 // Misuse panics with Go's message and exits with status 2, as Go does.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -214,6 +215,45 @@ class Mutex {
   void unlock_slow(std::int32_t new_state);
   std::int32_t state_ = 0;
   std::uint32_t sema_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Time
+// ---------------------------------------------------------------------------
+using Clock = std::chrono::steady_clock;
+
+// sleep_for parks the calling goroutine for at least d (Go's time.Sleep).
+// Outside a goroutine it sleeps the calling thread.
+void sleep_for(std::chrono::nanoseconds d);
+template <typename Rep, typename Period>
+void sleep_for(std::chrono::duration<Rep, Period> d) {
+  sleep_for(std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+}
+
+// after returns a channel that receives the current time once d has
+// elapsed (Go's time.After).
+Chan<Clock::time_point> after(std::chrono::nanoseconds d);
+
+namespace detail {
+struct TimerImpl;
+}
+
+// Timer sends the current time on its channel once, after its duration
+// (Go's time.Timer). stop and reset return whether the timer was active.
+// Like Go's, reset should be called only on a stopped or expired timer
+// whose channel has been drained.
+class Timer {
+ public:
+  explicit Timer(std::chrono::nanoseconds d);
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  Chan<Clock::time_point> chan() const;
+  bool stop();
+  bool reset(std::chrono::nanoseconds d);
+
+ private:
+  detail::TimerImpl* impl_;
 };
 
 }  // namespace goro
