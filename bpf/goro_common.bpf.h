@@ -69,7 +69,7 @@ void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data__sz) __ksy
  */
 #define goro_error(fmt, args...)                                              \
 	({                                                                    \
-		static char ___fmt[] = __FILE__ ":" ___goro_str(__LINE__) ": " fmt; \
+		static char ___fmt[] = __FILE_NAME__ ":" ___goro_str(__LINE__) ": " fmt; \
 		unsigned long long ___param[___bpf_narg(args)];               \
 		___bpf_fill(___param, args);                                  \
 		scx_bpf_error_bstr(___fmt, ___param, sizeof(___param));       \

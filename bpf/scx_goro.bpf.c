@@ -102,6 +102,15 @@ const volatile __u64 slice_ns = 5ULL * 1000 * 1000; /* __u64: the skeleton shows
 enum { MAX_DEBT_SLICES = 4 };
 
 /*
+ * Fault injection, for tests only: if non-zero, the scheduler aborts
+ * itself with scx_bpf_error() at the fail_after_enqueues-th enqueue, so the
+ * error-exit path (exit info, debug dump, loader exit status) can be
+ * exercised on demand. Set by the loader's --fail-after-enqueues.
+ */
+const volatile __u64 fail_after_enqueues = 0;
+static u64 nr_enqueues_total;
+
+/*
  * The vtime of the most recently started task, a lower bound for the
  * vtime of everything that runs from now on. Racy: several CPUs update it
  * without a lock (goro_running). A lost update only makes the sleeper
@@ -205,6 +214,9 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 		.enq_flags = enq_flags,
 	};
 	stat_inc(GORO_STAT_ENQUEUE);
+	if (fail_after_enqueues &&
+	    __sync_fetch_and_add(&nr_enqueues_total, 1) + 1 == fail_after_enqueues)
+		goro_error("fault injection: enqueue %llu", fail_after_enqueues);
 	/* On the root scheduler a failed insert aborts us; nothing to check. */
 	__scx_bpf_dsq_insert_vtime(p, &args);
 }
@@ -307,6 +319,8 @@ void GORO_STRUCT_OPS(goro_exit, struct scx_exit_info *ei)
 {
 	bpf_probe_read_kernel_str(goro_uei.reason, sizeof(goro_uei.reason), ei->reason);
 	bpf_probe_read_kernel_str(goro_uei.msg, sizeof(goro_uei.msg), ei->msg);
+	/* Empty unless the kernel made a dump (error exits); may be NULL. */
+	bpf_probe_read_kernel_str(goro_uei.dump, sizeof(goro_uei.dump), ei->dump);
 	goro_uei.exit_code = ei->exit_code;
 	__sync_val_compare_and_swap(&goro_uei.kind, GORO_EXIT_NONE, ei->kind);
 }
@@ -327,5 +341,6 @@ struct sched_ext_ops goro_ops = {
 	 * quickly in tests while staying far above any legitimate wait.
 	 */
 	.timeout_ms = 5000,
+	.exit_dump_len = GORO_EXIT_DUMP_LEN,
 	.name = "goro",
 };

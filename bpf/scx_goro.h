@@ -84,6 +84,13 @@ enum goro_exit_kind {
 enum {
 	GORO_EXIT_REASON_LEN = 128,
 	GORO_EXIT_MSG_LEN = 1024,
+	/*
+	 * The kernel's debug dump on an error exit: per-CPU and per-task
+	 * scheduler state, the first thing to read when the watchdog fired.
+	 * Passed to the kernel as ops.exit_dump_len (its default is 32 KiB;
+	 * half is plenty for our 2-CPU VMs).
+	 */
+	GORO_EXIT_DUMP_LEN = 16384,
 };
 
 struct goro_exit_info {
@@ -92,6 +99,7 @@ struct goro_exit_info {
 	__s64 exit_code;  /* scx_bpf_exit()'s code, or 0 */
 	char reason[GORO_EXIT_REASON_LEN];
 	char msg[GORO_EXIT_MSG_LEN];
+	char dump[GORO_EXIT_DUMP_LEN];
 };
 
 #endif /* GORO_SCX_GORO_H */

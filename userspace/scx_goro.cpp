@@ -55,6 +55,9 @@ void usage(FILE* out, const char* argv0) {
                "      --stats SECS  print one line of scheduler counters every SECS seconds\n"
                "  -v, --verbose     print libbpf's debug output (verifier log on failure)\n"
                "  -h, --help        show this message\n"
+               "      --fail-after-enqueues N\n"
+               "                    tests only: make the scheduler abort itself (scx_bpf_error)\n"
+               "                    at its N-th enqueue, to exercise the error-exit path\n"
                "\n"
                "Runs until SIGINT/SIGTERM or until the kernel ejects the scheduler.\n"
                "See the top-level comment in bpf/scx_goro.bpf.c for more details.\n",
@@ -157,11 +160,13 @@ void print_stats(const Stats& now, const Stats& prev, double secs) {
 int main(int argc, char** argv) {
   uint64_t slice_us = kDefaultSliceUs;
   uint64_t stats_secs = 0;  // 0: no periodic stats
+  uint64_t fail_after_enqueues = 0;  // 0: no fault injection
 
-  enum { kOptStats = 256 };
+  enum { kOptStats = 256, kOptFailAfterEnqueues };
   static const option long_opts[] = {
       {"slice-us", required_argument, nullptr, 's'},
       {"stats", required_argument, nullptr, kOptStats},
+      {"fail-after-enqueues", required_argument, nullptr, kOptFailAfterEnqueues},
       {"verbose", no_argument, nullptr, 'v'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
@@ -180,6 +185,13 @@ int main(int argc, char** argv) {
       case kOptStats:
         if (!parse_u64(optarg, 3600, &stats_secs)) {
           std::fprintf(stderr, "scx_goro: bad --stats '%s' (want 1..3600 seconds)\n", optarg);
+          usage(stderr, argv[0]);
+          return 1;
+        }
+        break;
+      case kOptFailAfterEnqueues:
+        if (!parse_u64(optarg, UINT64_MAX, &fail_after_enqueues)) {
+          std::fprintf(stderr, "scx_goro: bad --fail-after-enqueues '%s' (want a positive count)\n", optarg);
           usage(stderr, argv[0]);
           return 1;
         }
@@ -221,6 +233,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   skel->rodata->slice_ns = slice_us * 1000;
+  skel->rodata->fail_after_enqueues = fail_after_enqueues;
 
   if (int err = scx_goro__load(skel); err != 0) {
     std::fprintf(stderr, "scx_goro: loading the BPF programs failed: %s%s\n", std::strerror(-err),
@@ -283,6 +296,8 @@ int main(int argc, char** argv) {
                  exit_kind_name(uei.kind), uei.kind, uei.reason, uei.msg[0] ? " (" : "", uei.msg,
                  uei.msg[0] ? ")" : "");
     if (uei.exit_code != 0) std::printf("scx_goro: exit code %" PRId64 "\n", static_cast<int64_t>(uei.exit_code));
+    if (error && uei.dump[0] != '\0')
+      std::fprintf(stderr, "scx_goro: kernel debug dump:\n%.*s\n", static_cast<int>(sizeof(uei.dump)), uei.dump);
     status = error ? 1 : 0;
   }
   std::printf("scx_goro: sched_ext state now '%s'\n", read_sysfs("state").c_str());
