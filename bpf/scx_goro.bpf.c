@@ -111,10 +111,12 @@ const volatile __u64 fail_after_enqueues = 0;
 static u64 nr_enqueues_total;
 
 /*
- * The vtime of the most recently started task, a lower bound for the
- * vtime of everything that runs from now on. Racy: several CPUs update it
- * without a lock (goro_running). A lost update only makes the sleeper
- * clamp slightly more generous for a moment; it never goes backwards.
+ * The scheduler's "now" in vtime: the largest vtime of any task that has
+ * started running (goro_running). Both clamps in goro_enqueue are relative
+ * to it. Racy: CPUs update it without a lock, and two CPUs that both read
+ * the old value can store in the "wrong" order, moving it back a little.
+ * That only shifts the clamps by a fraction of a slice for a moment; the
+ * next task that starts running moves it forward again.
  */
 static u64 vtime_now;
 
