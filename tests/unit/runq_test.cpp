@@ -22,6 +22,18 @@ namespace {
 
 namespace tx = goro::testexport;
 
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kUnderTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kUnderTsan = true;
+#else
+constexpr bool kUnderTsan = false;
+#endif
+#else
+constexpr bool kUnderTsan = false;
+#endif
+
 // The ring's capacity (Go's len(p.runq)).
 constexpr int kRunqSize = 256;
 
@@ -170,9 +182,10 @@ TEST(SchedLocalQueue, StealTakesRunnextOnlyWhenAsked) {
 // observer meet; the owner puts G1 (runnext or ring) and gets one G while
 // the observer asks runq_empty. There are one or two Gs queued throughout.
 TEST(SchedLocalQueue, EmptyIsNeverSpuriouslyTrue) {
-  // Go runs 1e5 iterations; 2e4 keeps this well under a second under TSan
-  // on two cores while still hitting every next0/next1 combination 5000x.
-  constexpr int kIters = 20000;
+  // Go runs 1e5 iterations. 2e4 hits every next0/next1 combination 5000x
+  // in well under a second (a few under ASan); under TSan each rendezvous
+  // costs ~2 ms on two cores, so there 2e3.
+  constexpr int kIters = kUnderTsan ? 2000 : 20000;
   Queue q = make_queue();
   std::atomic<int> ready{0};
   std::atomic<int> started{0};  // iteration number (1-based) the owner has set up
