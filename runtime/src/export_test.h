@@ -62,6 +62,15 @@ bool hook_reached(const std::string& name);
 void sysmon_inject(void (*fn)(void*), void* arg, bool bracketed);
 // True while some thread sleeps waiting for sched.lock.
 bool sched_lock_contended();
+// lock_os_thread state of the calling goroutine's M (Go's
+// getLockOSThreadCounts in export_test.go).
+struct LockedCounts {
+  std::uint32_t external;
+  std::uint32_t internal;
+  bool locked;
+};
+LockedCounts locked_counts();
+
 // Park the calling goroutine until fd is readable (the netpoller).
 void wait_readable(int fd);
 

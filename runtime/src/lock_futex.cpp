@@ -19,14 +19,14 @@ namespace goro::detail {
 
 namespace {
 long futex(std::atomic<std::uint32_t>* addr, int op, std::uint32_t val, const timespec* ts) {
-  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(addr), op | FUTEX_PRIVATE_FLAG, val, ts,
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(addr), op | FUTEX_PRIVATE_FLAG, val, ts,
                  nullptr, 0);
 }
 thread_local long t_tid = 0;
 }  // namespace
 
 long current_thread_id() {
-  if (t_tid == 0) t_tid = syscall(SYS_gettid);
+  if (t_tid == 0) t_tid = ::syscall(SYS_gettid);
   return t_tid;
 }
 

@@ -717,6 +717,38 @@ static void stopm() {
   mp->nextp = nullptr;
 }
 
+static void handoffp(P* pp);
+static void incidlelocked(std::int32_t v);
+
+// stoplockedm stops execution of the current M that is locked to a G until
+// the G is runnable again. Returns with a P acquired.
+static void stoplockedm() {
+  M* mp = getm();
+  if (!mp->lockedg || mp->lockedg->lockedm != mp) throw_("stoplockedm: inconsistent locking");
+  if (mp->p) handoffp(releasep());  // schedule another M to run this P
+  incidlelocked(1);
+  mp->blocked = true;
+  mp->park.sleep();
+  mp->park.clear();
+  mp->blocked = false;
+  if (readgstatus(mp->lockedg) != _Grunnable) throw_("stoplockedm: lockedg is not Grunnable");
+  acquirep(mp->nextp);
+  mp->nextp = nullptr;
+}
+
+// startlockedm schedules the locked M of gp to run gp with our P, and
+// parks the current M.
+static void startlockedm(G* gp) {
+  M* mp = gp->lockedm;
+  if (mp == getm()) throw_("startlockedm: locked to me");
+  if (mp->nextp) throw_("startlockedm: m has p");
+  incidlelocked(-1);  // directly hand off the current P to the locked M
+  P* pp = releasep();
+  mp->nextp = pp;
+  mp->park.wakeup();
+  stopm();
+}
+
 // startm schedules some M to run pp (creating an M if necessary). If pp is
 // null, it tries to get an idle P; if there is none, it does nothing.
 // If spinning is set, the caller has incremented nmspinning and must pass a
@@ -774,7 +806,7 @@ static void startm(P* pp, bool spinning, bool lockheld) {
 
 // handoffp hands off pp from a syscall or locked M. Always runs without a P.
 // It must start an M in every situation where findRunnable would return a G.
-[[maybe_unused]] static void handoffp(P* pp) {  // callers: syscalls, locked Ms (next issue)
+static void handoffp(P* pp) {
   if (!runqempty(pp) || sched.runqsize != 0) {  // racy read; re-checked below
     startm(pp, false, false);
     return;
@@ -1446,8 +1478,16 @@ void checkpreempt() {
   if (gp && gp->preempt.load(std::memory_order_relaxed)) checkpreempt_slow();
 }
 
+static void mexit(M* mp);
+static void wake_sysmon();
+
 static void goexit0(G* gp) {
   M* mp = getm();
+  bool locked = mp->lockedg == gp;
+  if (locked) {
+    mp->lockedg = nullptr;
+    gp->lockedm = nullptr;
+  }
   casgstatus(gp, _Grunning, _Gdead);
   bool was_main = gp->is_main;
   if (!gp->is_sys) ngoroutines.fetch_sub(1, std::memory_order_relaxed);
@@ -1460,6 +1500,13 @@ static void goexit0(G* gp) {
   dropg();
   gfput(mp->p, gp);
   mp->curg = nullptr;
+  if (locked && !was_main) {
+    // The G exited without unlocking its thread: the thread may be in a
+    // state other Gs must not inherit, so it ends (as in Go).
+    mp->lockedExt = mp->lockedInt = 0;
+    mexit(mp);
+    return;
+  }
   if (was_main) {
     // The world is stopped (main_exit_stop) with our P stopped in place.
     // Leave the P to goro::run's thread, which abandons what is left and
@@ -1473,6 +1520,136 @@ static void goexit0(G* gp) {
 }
 
 static void goexit1() { mcall(goexit0, /*exiting=*/true); }
+
+// mexit: the current M's thread ends. Its P goes to another M.
+static void mexit(M* mp) {
+  handoffp(releasep());
+  sched.lock.lock();
+  sched.nmfreed++;
+  checkdead();
+  sched.lock.unlock();
+  mp->exiting = true;  // schedule_loop returns, and so does the thread
+}
+
+// ---------------------------------------------------------------------------
+// System calls
+//
+// entersyscall: the G is about to block its thread in a call the runtime
+// cannot see into. The fast path keeps the P attached in _Psyscall with no
+// lock and no hand-off: a short call comes back and takes it again with one
+// CAS. If the call blocks, sysmon retakes the P after a sysmon tick (20 µs
+// to 10 ms) and hands it to another M (handoffp), so the other Gs run on.
+// ---------------------------------------------------------------------------
+void entersyscall() {
+  M* mp = getm();
+  G* gp = mp->curg;
+  P* pp = mp->p;
+  if (!gp || !pp) throw_("entersyscall: not running a goroutine");
+  casgstatus(gp, _Grunning, _Gsyscall);
+  pp->m.store(nullptr, std::memory_order_relaxed);
+  mp->oldp = pp;
+  mp->p = nullptr;
+  pp->status.store(_Psyscall, std::memory_order_release);
+  if (sched.sysmonwait.load(std::memory_order_relaxed)) wake_sysmon();
+  if (sched.gcwaiting.load(std::memory_order_relaxed)) {
+    // Stop-the-world is waiting for our P: give it up now.
+    sched.lock.lock();
+    std::uint32_t st = _Psyscall;
+    if (sched.stopwait > 0 && pp->status.compare_exchange_strong(st, _Pgcstop)) {
+      pp->syscalltick++;
+      if (--sched.stopwait == 0) sched.stopnote.wakeup();
+    }
+    sched.lock.unlock();
+  }
+}
+
+// exitsyscallfast tries to get a P back without a switch: first the old
+// one (if sysmon did not retake it), then any idle one.
+static bool exitsyscallfast(P* oldp) {
+  std::uint32_t st = _Psyscall;
+  if (oldp && oldp->status.load(std::memory_order_relaxed) == _Psyscall &&
+      oldp->status.compare_exchange_strong(st, _Pidle)) {
+    wirep(oldp);
+    return true;
+  }
+  if (__atomic_load_n(&sched.pidle, __ATOMIC_RELAXED)) {
+    sched.lock.lock();
+    P* pp = pidleget();
+    if (pp && sched.sysmonwait.load()) {
+      sched.sysmonwait.store(false);
+      sched.sysmonnote.wakeup();
+    }
+    sched.lock.unlock();
+    if (pp) {
+      acquirep(pp);
+      return true;
+    }
+  }
+  return false;
+}
+
+// exitsyscall0 (on g0): no P to be had. Queue the G globally and stop.
+static void exitsyscall0(G* gp) {
+  M* mp = getm();
+  casgstatus(gp, _Gsyscall, _Grunnable);
+  dropg();
+  sched.lock.lock();
+  P* pp = pidleget();
+  if (!pp) globrunqput(gp);
+  else if (sched.sysmonwait.load()) {
+    sched.sysmonwait.store(false);
+    sched.sysmonnote.wakeup();
+  }
+  sched.lock.unlock();
+  if (pp) {
+    acquirep(pp);
+    mp->curg = gp;  // run it at once
+    return;
+  }
+  if (mp->lockedg == gp) return;  // schedule_loop: stoplockedm, then run gp
+  stopm();
+  mp->curg = nullptr;
+}
+
+void exitsyscall() {
+  M* mp = getm();
+  G* gp = mp->curg;
+  P* oldp = mp->oldp;
+  mp->oldp = nullptr;
+  if (exitsyscallfast(oldp)) {
+    getm()->p->syscalltick++;
+    casgstatus(gp, _Gsyscall, _Grunning);
+    checkpreempt();
+    return;
+  }
+  mcall(exitsyscall0);
+  // Scheduled again, with a P.
+  getm()->p->syscalltick++;
+}
+
+bool entersyscall_if_g() {
+  if (!getg()) return false;
+  entersyscall();
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// lock_os_thread
+// ---------------------------------------------------------------------------
+static void dolockOSThread() {
+  M* mp = getm();
+  G* gp = getg();
+  mp->lockedg = gp;
+  gp->lockedm = mp;
+}
+
+static void dounlockOSThread() {
+  M* mp = getm();
+  if (mp->lockedInt != 0 || mp->lockedExt != 0) return;
+  G* gp = getg();
+  mp->lockedg = nullptr;
+  gp->lockedm = nullptr;
+}
 
 }  // namespace goro::detail
 
@@ -1720,15 +1897,27 @@ static void execute(G* gp, bool inheritTime) {
 static void schedule_loop() {
   M* mp = getm();
   for (;;) {
-    P* pp = mp->p;
-    if (mp->spinning && (pp->runnext.load() || pp->runqhead.load() != pp->runqtail.load())) {
-      throw_("schedule: spinning with local work");
-    }
+    G* gp;
     bool inheritTime = false;
-    G* gp = findRunnable(&inheritTime);
-    // This M is about to run a G: if it was spinning, stop, and start
-    // another spinning M in case there is more work.
-    if (mp->spinning) resetspinning();
+    if (mp->lockedg) {
+      // This M is wired to a G that is not running: wait for it.
+      stoplockedm();
+      gp = mp->lockedg;
+    } else {
+      P* pp = mp->p;
+      if (mp->spinning && (pp->runnext.load() || pp->runqhead.load() != pp->runqtail.load())) {
+        throw_("schedule: spinning with local work");
+      }
+      gp = findRunnable(&inheritTime);
+      // This M is about to run a G: if it was spinning, stop, and start
+      // another spinning M in case there is more work.
+      if (mp->spinning) resetspinning();
+      if (gp->lockedm) {
+        // gp is wired to another M: hand it our P and wait.
+        startlockedm(gp);
+        continue;
+      }
+    }
     for (;;) {
       execute(gp, inheritTime);
       // Back on g0: the G asked for something (Go's mcall).
@@ -1742,6 +1931,7 @@ static void schedule_loop() {
       mp->curg = nullptr;
       inheritTime = true;
     }
+    if (mp->exiting) return;  // back to mstart: the thread ends
   }
 }
 
@@ -1782,14 +1972,47 @@ static std::uint32_t retake(std::int64_t now) {
     P* pp = allp[i];
     if (!pp) continue;
     std::uint32_t s = pp->status.load(std::memory_order_relaxed);
+    bool sysretake = false;
     if (s == _Prunning || s == _Psyscall) {
+      // Preempt G if it's running on the same schedtick for too long.
+      // This could be from a single long-running goroutine or a sequence
+      // of goroutines run via runnext, which share a single schedtick.
       std::uint32_t t = __atomic_load_n(&pp->schedtick, __ATOMIC_RELAXED);
       if (pp->sysmon_schedtick != t) {
         pp->sysmon_schedtick = t;
         pp->sysmon_schedwhen = now;
       } else if (pp->sysmon_schedwhen + kForcePreemptNS <= now) {
         preemptone(pp);
+        // In the syscall case, preemptone() doesn't work because there is
+        // no M wired to the P.
+        sysretake = true;
       }
+    }
+    if (s == _Psyscall) {
+      // Retake the P if it has been in the syscall for more than one
+      // sysmon tick (at least 20 µs).
+      std::uint32_t t = __atomic_load_n(&pp->syscalltick, __ATOMIC_RELAXED);
+      if (!sysretake && pp->sysmon_syscalltick != t) {
+        pp->sysmon_syscalltick = t;
+        pp->sysmon_syscallwhen = now;
+        continue;
+      }
+      // We don't want to retake Ps when there is no other work to do, but
+      // we must eventually: they keep sysmon from its deep sleep.
+      if (runqempty(pp) && sched.nmspinning.load() + sched.npidle.load() > 0 &&
+          pp->sysmon_syscallwhen + 10 * 1000 * 1000 > now) {
+        continue;
+      }
+      // Count as a running M while we hand the P off: otherwise checkdead
+      // could see no running M between the CAS and handoffp's startm.
+      incidlelocked(-1);
+      std::uint32_t st = _Psyscall;
+      if (pp->status.compare_exchange_strong(st, _Pidle)) {
+        n++;
+        __atomic_store_n(&pp->syscalltick, pp->syscalltick + 1, __ATOMIC_RELAXED);
+        handoffp(pp);
+      }
+      incidlelocked(1);
     }
   }
   return n;
@@ -2182,7 +2405,37 @@ void sysmon_inject(void (*fn)(void*), void* arg, bool bracketed) {
 }
 
 bool sched_lock_contended() { return sched.lock.contended(); }
+
+LockedCounts locked_counts() {
+  M* mp = getm();
+  return LockedCounts{mp ? mp->lockedExt : 0, mp ? mp->lockedInt : 0, mp && mp->lockedg != nullptr};
+}
 void wait_readable(int fd) { netpoll_wait_readable(fd); }
 
 }  // namespace goro::testexport
 #endif
+
+namespace goro {
+
+void lock_os_thread() {
+  using namespace detail;
+  if (!getg()) throw_("lock_os_thread: called outside a goroutine");
+  M* mp = getm();
+  mp->lockedExt++;
+  if (mp->lockedExt == 0) {
+    mp->lockedExt--;
+    goro::panic("LockOSThread nesting overflow");
+  }
+  dolockOSThread();
+}
+
+void unlock_os_thread() {
+  using namespace detail;
+  if (!getg()) throw_("unlock_os_thread: called outside a goroutine");
+  M* mp = getm();
+  if (mp->lockedExt == 0) return;
+  mp->lockedExt--;
+  dounlockOSThread();
+}
+
+}  // namespace goro

@@ -178,6 +178,7 @@ struct G {
   ClosureFn fn = nullptr;
   ClosureFn destroy = nullptr;
   void* closure = nullptr;
+  M* lockedm = nullptr;  // lock_os_thread: the M this G is wired to
   // Sanitizer fiber state.
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;
@@ -292,6 +293,10 @@ struct M {
   void (*mstartfn)() = nullptr;
   long tid = 0;
   std::uint64_t fastrand = 0;
+  G* lockedg = nullptr;          // lock_os_thread: the G wired to this M
+  std::uint32_t lockedExt = 0;   // lock_os_thread nesting (user calls)
+  std::uint32_t lockedInt = 0;   // runtime-internal locks to the thread
+  bool exiting = false;          // the thread ends (a G exited while locked)
 
   // The action to perform on g0 after the current G switched away:
   // park_m, gosched_m, goexit0, ... (Go's mcall).

@@ -82,6 +82,10 @@ std::size_t chancap(const hchan* c) noexcept;
 void semacquire(std::uint32_t* addr, bool lifo, int skipframes = 0);
 void semrelease(std::uint32_t* addr, bool handoff);
 
+// System call brackets (Go's entersyscall/exitsyscall).
+bool entersyscall_if_g();
+void exitsyscall();
+
 }  // namespace detail
 
 // run boots the runtime, runs `main` as the main goroutine and returns when
@@ -133,6 +137,41 @@ int maxprocs(int n = 0);
 
 // num_goroutine returns the number of goroutines that currently exist.
 int num_goroutine();
+
+// lock_os_thread wires the calling goroutine to its current OS thread:
+// it always runs on that thread, and no other goroutine does, until it
+// has called unlock_os_thread as many times as lock_os_thread. If it
+// exits while still locked, the thread ends. (Go's runtime.LockOSThread.)
+void lock_os_thread();
+void unlock_os_thread();
+
+// BlockingRegion brackets code that may block its thread in the kernel or
+// a library (a system call, a blocking read, a C library call), the way Go
+// runs system calls: the goroutine keeps its P while the call is short;
+// when it blocks, sysmon hands the P to another thread within a sysmon
+// tick (20 µs–10 ms) so the other goroutines run on; on return the
+// goroutine takes its P back, or another idle one, or queues and waits.
+// Inside the region, no goro function may be called. Outside a goroutine
+// it does nothing.
+class BlockingRegion {
+ public:
+  BlockingRegion() : active_(detail::entersyscall_if_g()) {}
+  ~BlockingRegion() {
+    if (active_) detail::exitsyscall();
+  }
+  BlockingRegion(const BlockingRegion&) = delete;
+  BlockingRegion& operator=(const BlockingRegion&) = delete;
+
+ private:
+  bool active_;
+};
+
+// syscall runs fn() inside a BlockingRegion and returns its result.
+template <typename F>
+decltype(auto) syscall(F&& fn) {
+  BlockingRegion region;
+  return std::forward<F>(fn)();
+}
 
 // Chan<T> is a copyable handle to a channel, like Go's `chan T`.
 template <typename T>
