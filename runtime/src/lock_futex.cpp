@@ -46,7 +46,9 @@ static inline void procyield(int n) {
 void Lock::lock() {
   std::uint32_t v = 0;
   if (key_.compare_exchange_strong(v, 1, std::memory_order_acquire)) {
+#if defined(GORO_CHECKED_LOCKS)
     owner_.store(current_thread_id(), std::memory_order_relaxed);
+#endif
     return;
   }
   // Contended: spin actively, then passively, then sleep. Once we sleep we
@@ -72,29 +74,39 @@ void Lock::lock() {
     wait = 2;
     futex(&key_, FUTEX_WAIT, 2, nullptr);
   }
-acquired:
+acquired:;
+#if defined(GORO_CHECKED_LOCKS)
   owner_.store(current_thread_id(), std::memory_order_relaxed);
+#endif
 }
 
 bool Lock::try_lock() {
   std::uint32_t v = 0;
   if (key_.compare_exchange_strong(v, 1, std::memory_order_acquire)) {
+#if defined(GORO_CHECKED_LOCKS)
     owner_.store(current_thread_id(), std::memory_order_relaxed);
+#endif
     return true;
   }
   return false;
 }
 
 void Lock::unlock() {
+#if defined(GORO_CHECKED_LOCKS)
   GORO_ASSERT(owner_.load(std::memory_order_relaxed) == current_thread_id(), "unlock of unlocked lock");
   owner_.store(0, std::memory_order_relaxed);
+#endif
   std::uint32_t v = key_.exchange(0, std::memory_order_release);
   if (v == 2) futex(&key_, FUTEX_WAKE, 1, nullptr);
 }
 
 bool Lock::held_by_me() const {
+#if defined(GORO_CHECKED_LOCKS)
   return key_.load(std::memory_order_relaxed) != 0 &&
          owner_.load(std::memory_order_relaxed) == current_thread_id();
+#else
+  return key_.load(std::memory_order_relaxed) != 0;  // held by someone, at least
+#endif
 }
 
 void Note::wakeup() {

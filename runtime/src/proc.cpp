@@ -122,6 +122,15 @@ P* runnablePs = nullptr;  // procresize's output, guarded by sched.lock
   return t_g;
 }
 
+// Fields that sysmon, preemptall and findRunnable's fast checks read
+// without the owner's lock are written with atomic stores, so the racy
+// reads (deliberate, as in Go) are well defined.
+// curg is published with release so that a G's initialisation happens
+// before sysmon's preemption store into it (read with acquire).
+static inline void setcurg(M* mp, G* gp) { __atomic_store_n(&mp->curg, gp, __ATOMIC_RELEASE); }
+static inline void bumptick(std::uint32_t* t) { __atomic_store_n(t, *t + 1, __ATOMIC_RELAXED); }
+static inline void setrunqsize(std::int32_t n) GORO_NO_TSA { __atomic_store_n(&sched.runqsize, n, __ATOMIC_RELAXED); }
+
 // ---------------------------------------------------------------------------
 // Printing and fatal errors
 // ---------------------------------------------------------------------------
@@ -252,7 +261,7 @@ static std::uint32_t readgstatus(G* gp) { return gp->atomicstatus.load(std::memo
 static void mcall(void (*fn)(G*), bool exiting = false);
 
 static inline void check_stack(G* gp) {
-  if (*reinterpret_cast<std::uint64_t*>(gp->stack.lo) != kStackCanary) {
+  if (!gp->region.guarded && *reinterpret_cast<std::uint64_t*>(gp->stack.lo) != kStackCanary) {
     throw_("goroutine stack overflow (canary at the stack's low end was overwritten)");
   }
 }
@@ -305,14 +314,14 @@ static void globrunqput(G* gp) GORO_REQUIRES(sched.lock) {
   if (sched.runqtail) sched.runqtail->schedlink = gp;
   else sched.runqhead = gp;
   sched.runqtail = gp;
-  sched.runqsize++;
+  setrunqsize(sched.runqsize + 1);
 }
 
 static void globrunqputhead(G* gp) GORO_REQUIRES(sched.lock) {
   gp->schedlink = sched.runqhead;
   sched.runqhead = gp;
   if (!sched.runqtail) sched.runqtail = gp;
-  sched.runqsize++;
+  setrunqsize(sched.runqsize + 1);
 }
 
 // Put a batch of n linked Gs [head..tail] on the global queue.
@@ -322,7 +331,7 @@ static void globrunqputbatch(G* head, G* tail, std::int32_t n) GORO_REQUIRES(sch
   if (sched.runqtail) sched.runqtail->schedlink = head;
   else sched.runqhead = head;
   sched.runqtail = tail;
-  sched.runqsize += n;
+  setrunqsize(sched.runqsize + n);
 }
 
 static G* globrunqpop() GORO_REQUIRES(sched.lock) {
@@ -349,7 +358,7 @@ static G* globrunqget(P* pp, std::int32_t max) GORO_REQUIRES(sched.lock) {
   if (n > sched.runqsize) n = sched.runqsize;
   if (max > 0 && n > max) n = max;
   if (n > static_cast<std::int32_t>(kRunqSize / 2)) n = kRunqSize / 2;
-  sched.runqsize -= n;
+  setrunqsize(sched.runqsize - n);
   G* gp = globrunqpop();
   n--;
   for (; n > 0; n--) runqput(pp, globrunqpop(), false);
@@ -527,7 +536,7 @@ static void pidleput(P* pp) GORO_REQUIRES(sched.lock) {
   if (!runqempty(pp)) throw_("pidleput: P has non-empty run queue");
   idlepmask_set(pp->id);
   pp->link = sched.pidle;
-  sched.pidle = pp;
+  __atomic_store_n(&sched.pidle, pp, __ATOMIC_RELAXED);
   sched.npidle.fetch_add(1, std::memory_order_seq_cst);
 }
 
@@ -537,7 +546,7 @@ static P* pidleget() GORO_REQUIRES(sched.lock) {
   P* pp = sched.pidle;
   if (pp) {
     idlepmask_clear(pp->id);
-    sched.pidle = pp->link;
+    __atomic_store_n(&sched.pidle, pp->link, __ATOMIC_RELAXED);
     sched.npidle.fetch_sub(1, std::memory_order_seq_cst);
   }
   return pp;
@@ -612,7 +621,7 @@ static void wirep(P* pp) {
     throw_("wirep: invalid p state");
   }
   mp->p = pp;
-  pp->m.store(mp, std::memory_order_relaxed);
+  pp->m.store(mp, std::memory_order_release);  // sysmon reads the M through it
   pp->status.store(_Prunning, std::memory_order_relaxed);
 }
 
@@ -991,7 +1000,7 @@ static void preemptall() {
     if (!mp || mp == self) continue;  // the caller stops its own P in place
     // Racy: curg may change under us; a stray preempt flag on the wrong G
     // only costs that G one extra yield.
-    G* gp = __atomic_load_n(&mp->curg, __ATOMIC_RELAXED);
+    G* gp = __atomic_load_n(&mp->curg, __ATOMIC_ACQUIRE);
     if (gp) gp->preempt.store(true, std::memory_order_relaxed);
   }
 }
@@ -1030,7 +1039,7 @@ static void stopTheWorld() {
     P* pp = allp[i];
     std::uint32_t s = _Psyscall;
     if (pp->status.compare_exchange_strong(s, _Pgcstop)) {
-      pp->syscalltick++;
+      bumptick(&pp->syscalltick);
       sched.stopwait--;
     }
   }
@@ -1141,7 +1150,7 @@ static void p_destroy(P* pp, P* heir) GORO_REQUIRES(sched.lock) {
     pp->gfree = gp->schedlink;
     pp->gfreecnt--;
     gp->schedlink = gfree_global;
-    gfree_global = gp;
+    __atomic_store_n(&gfree_global, gp, __ATOMIC_RELAXED);
     gfree_global_n++;
   }
   gfreelock.unlock();
@@ -1271,7 +1280,9 @@ static G* malg() {
   gp->region = r;
   gp->stack.hi = gaddr;
   gp->stack.lo = reinterpret_cast<std::uintptr_t>(r.base) + (r.guarded ? 4096 : 0);
-  *reinterpret_cast<std::uint64_t*>(gp->stack.lo) = kStackCanary;
+  // Unguarded stacks carry a canary at their low end (see stack.cpp);
+  // guarded ones need none, and not writing it spares a page per G.
+  if (!r.guarded) *reinterpret_cast<std::uint64_t*>(gp->stack.lo) = kStackCanary;
 #if defined(GORO_TSAN)
   gp->tsan_fiber = __tsan_create_fiber(0);
 #endif
@@ -1294,7 +1305,7 @@ static void gfput(P* pp, G* gp) {
       pp->gfree = g->schedlink;
       pp->gfreecnt--;
       g->schedlink = gfree_global;
-      gfree_global = g;
+      __atomic_store_n(&gfree_global, g, __ATOMIC_RELAXED);
       gfree_global_n++;
     }
     gfreelock.unlock();
@@ -1307,7 +1318,7 @@ static G* gfget(P* pp) {
     gfreelock.lock();
     while (pp->gfreecnt < 32 && gfree_global) {
       G* g = gfree_global;
-      gfree_global = g->schedlink;
+      __atomic_store_n(&gfree_global, g->schedlink, __ATOMIC_RELAXED);
       gfree_global_n--;
       g->schedlink = pp->gfree;
       pp->gfree = g;
@@ -1418,7 +1429,7 @@ void gopark(UnlockFn unlockf, void* lock, const char* reason) {
   gp->waitreason = reason;
   mcall([](G* g) {
     G* next = park_m(g);
-    getm()->curg = next;  // handed back to schedule_loop, see there
+    setcurg(getm(), next);  // handed back to schedule_loop, see there
   });
 }
 
@@ -1450,7 +1461,7 @@ static void goschedImpl(G* gp) {
 
 static void gosched_m(G* gp) {
   goschedImpl(gp);
-  getm()->curg = nullptr;
+  setcurg(getm(), nullptr);
 }
 
 static void goyield_m(G* gp) {
@@ -1458,7 +1469,7 @@ static void goyield_m(G* gp) {
   casgstatus(gp, _Grunning, _Grunnable);
   dropg();
   runqput(mp->p, gp, false);
-  mp->curg = nullptr;
+  setcurg(mp, nullptr);
 }
 
 void goyield() {
@@ -1499,7 +1510,7 @@ static void goexit0(G* gp) {
   gp->is_sys = false;
   dropg();
   gfput(mp->p, gp);
-  mp->curg = nullptr;
+  setcurg(mp, nullptr);
   if (locked && !was_main) {
     // The G exited without unlocking its thread: the thread may be in a
     // state other Gs must not inherit, so it ends (as in Go).
@@ -1556,7 +1567,7 @@ void entersyscall() {
     sched.lock.lock();
     std::uint32_t st = _Psyscall;
     if (sched.stopwait > 0 && pp->status.compare_exchange_strong(st, _Pgcstop)) {
-      pp->syscalltick++;
+      bumptick(&pp->syscalltick);
       if (--sched.stopwait == 0) sched.stopnote.wakeup();
     }
     sched.lock.unlock();
@@ -1603,12 +1614,12 @@ static void exitsyscall0(G* gp) {
   sched.lock.unlock();
   if (pp) {
     acquirep(pp);
-    mp->curg = gp;  // run it at once
+    setcurg(mp, gp);  // run it at once
     return;
   }
   if (mp->lockedg == gp) return;  // schedule_loop: stoplockedm, then run gp
   stopm();
-  mp->curg = nullptr;
+  setcurg(mp, nullptr);
 }
 
 void exitsyscall() {
@@ -1617,14 +1628,14 @@ void exitsyscall() {
   P* oldp = mp->oldp;
   mp->oldp = nullptr;
   if (exitsyscallfast(oldp)) {
-    getm()->p->syscalltick++;
+    bumptick(&getm()->p->syscalltick);
     casgstatus(gp, _Gsyscall, _Grunning);
     checkpreempt();
     return;
   }
   mcall(exitsyscall0);
   // Scheduled again, with a P.
-  getm()->p->syscalltick++;
+  bumptick(&getm()->p->syscalltick);
 }
 
 bool entersyscall_if_g() {
@@ -1884,11 +1895,11 @@ top:
 // readying each other is one unit for fairness and preemption.
 static void execute(G* gp, bool inheritTime) {
   M* mp = getm();
-  mp->curg = gp;
+  setcurg(mp, gp);
   gp->m = mp;
   casgstatus(gp, _Grunnable, _Grunning);
   gp->preempt.store(false, std::memory_order_relaxed);  // a stale request from an earlier slice
-  if (!inheritTime) mp->p->schedtick++;
+  if (!inheritTime) bumptick(&mp->p->schedtick);
   gogo(mp, gp);
 }
 
@@ -1928,7 +1939,7 @@ static void schedule_loop() {
       // park_m leaves the G in curg when it must run again at once.
       gp = mp->curg;
       if (!gp) break;
-      mp->curg = nullptr;
+      setcurg(mp, nullptr);
       inheritTime = true;
     }
     if (mp->exiting) return;  // back to mstart: the thread ends
@@ -1956,7 +1967,7 @@ static bool sysmon_test_pending() {
 static bool preemptone(P* pp) {
   M* mp = pp->m.load();
   if (!mp) return false;
-  G* gp = __atomic_load_n(&mp->curg, __ATOMIC_RELAXED);
+  G* gp = __atomic_load_n(&mp->curg, __ATOMIC_ACQUIRE);
   if (!gp) return false;
   gp->preempt.store(true, std::memory_order_relaxed);
   return true;
@@ -2009,7 +2020,7 @@ static std::uint32_t retake(std::int64_t now) {
       std::uint32_t st = _Psyscall;
       if (pp->status.compare_exchange_strong(st, _Pidle)) {
         n++;
-        __atomic_store_n(&pp->syscalltick, pp->syscalltick + 1, __ATOMIC_RELAXED);
+        bumptick(&pp->syscalltick);
         handoffp(pp);
       }
       incidlelocked(1);
@@ -2122,8 +2133,9 @@ void schedtrace(bool detailed) GORO_NO_TSA {
     std::uint32_t h = pp->runqhead.load(), t = pp->runqtail.load();
     if (detailed) {
       M* mp = pp->m.load();
-      std::fprintf(stderr, "  P%d: status=%u schedtick=%u syscalltick=%u m=", i, pp->status.load(), pp->schedtick,
-                   pp->syscalltick);
+      std::fprintf(stderr, "  P%d: status=%u schedtick=%u syscalltick=%u m=", i, pp->status.load(),
+                   __atomic_load_n(&pp->schedtick, __ATOMIC_RELAXED),
+                   __atomic_load_n(&pp->syscalltick, __ATOMIC_RELAXED));
       if (mp) std::fprintf(stderr, "%lld", static_cast<long long>(mp->id));
       else std::fprintf(stderr, "nil");
       std::fprintf(stderr, " runqsize=%u gfreecnt=%d timerslen=0\n", t - h, pp->gfreecnt);
@@ -2205,7 +2217,7 @@ static G* abandoned = nullptr;
 static void abandon_all() GORO_REQUIRES(sched.lock) {
   while (globrunqpop()) {
   }
-  sched.runqsize = 0;
+  setrunqsize(0);
   for (std::int32_t i = 0; i < gomaxprocs.load(); i++) {
     P* pp = allp[i];
     pp->runqhead.store(pp->runqtail.load());

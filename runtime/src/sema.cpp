@@ -125,10 +125,11 @@ void semrelease(std::uint32_t* addr, bool handoff) {
   if (s) root->nwait.fetch_sub(1);
   root->lock.unlock();
   if (!s) return;
-  if (handoff && cansemacquire(addr)) s->ticket = 1;
+  bool handed = handoff && cansemacquire(addr);
+  if (handed) s->ticket = 1;
   G* gp = s->g;
-  goready(gp);
-  if (s->ticket == 1 && getg()) {
+  goready(gp);  // s lives on gp's stack: gone once gp runs, don't touch it
+  if (handed && getg()) {
     // Direct hand-off: give the rest of our time slice to the waiter, so a
     // starving Mutex waiter takes the lock at once.
     goyield();

@@ -10,11 +10,12 @@
 // (65530 by default) caps the VMAs of a process. A program with a million
 // live goroutines would hit it, so guard pages are given to the first
 // stacks only, up to a quarter of the map-count budget; stacks beyond that
-// come from slabs of many stacks in one mapping, without guard pages. Every
-// stack, guarded or not, carries a canary word at its lowest address that
-// the scheduler checks whenever a G switches out ("goroutine stack
-// overflow"), so an overflow of an unguarded stack is still reported —
-// after the fact rather than at the faulting instruction.
+// come from slabs of many stacks in one mapping, without guard pages. An
+// unguarded stack carries a canary word at its lowest address that the
+// scheduler checks whenever its G switches out ("goroutine stack
+// overflow"), so its overflow is still reported — after the fact rather
+// than at the faulting instruction. (Guarded stacks skip the canary: it
+// would cost a second resident page per G.)
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -38,6 +39,10 @@ constexpr std::size_t kSlabStacks = 256;
 Lock stacklock;
 std::size_t guarded_budget = 0;  // how many more guarded stacks we may map
 bool budget_init = false;
+constexpr std::size_t kGuardedBatch = 32;
+char* guarded_cur = nullptr;     // current batch of guarded stacks
+std::size_t guarded_left = 0;
+std::size_t guarded_size = 0;
 char* slab_cur = nullptr;        // current slab for unguarded stacks
 std::size_t slab_left = 0;
 
@@ -72,10 +77,25 @@ StackRegion stackalloc(std::size_t size) {
   if (guarded) guarded_budget--;
   StackRegion r{};
   if (guarded) {
-    stacklock.unlock();
+    // Guarded stacks are mapped kGuardedBatch at a time (one mmap) and
+    // their guard pages made PROT_NONE one by one, as they are handed out.
     std::size_t total = size + kPage;
-    void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) out_of_memory();
+    if (guarded_left == 0 || guarded_size != total) {
+      std::size_t n = kGuardedBatch;
+      if (n > guarded_budget + 1) n = guarded_budget + 1;
+      void* p = mmap(nullptr, total * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) {
+        stacklock.unlock();
+        out_of_memory();
+      }
+      guarded_cur = static_cast<char*>(p);
+      guarded_left = n;
+      guarded_size = total;
+    }
+    void* p = guarded_cur;
+    guarded_cur += total;
+    guarded_left--;
+    stacklock.unlock();
     if (mprotect(p, kPage, PROT_NONE) != 0) out_of_memory();
     r = StackRegion{p, total, true};
   } else {
