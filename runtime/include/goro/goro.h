@@ -296,3 +296,6 @@ class Timer {
 };
 
 }  // namespace goro
+
+// The rest of the sync package (RWMutex, Once, Cond) and the network API.
+#include "goro/sync.h"
