@@ -82,15 +82,18 @@ static bool chanparkcommit(G* gp, void* arg) {
   return true;
 }
 
-// send hands ep's value to the receiver sg, which is parked (or in select)
-// on c. c.lock must be held; send unlocks it.
-static void send(hchan* c, Sudog* sg, void* ep) {
-  if (sg->elem) c->ops->move_construct(sg->elem, ep);
-  G* gp = sg->g;
-  sg->success = true;
-  gp->param = sg;
-  c->lock.unlock();
-  goready(gp);
+void chan_bufsend_locked(hchan* c, void* ep) {
+  c->ops->move_construct(c->slot(c->sendx), ep);
+  if (++c->sendx == c->dataqsiz) c->sendx = 0;
+  __atomic_store_n(&c->qcount, c->qcount + 1, __ATOMIC_RELAXED);
+}
+
+void chan_bufrecv_locked(hchan* c, void* ep) {
+  void* qp = c->slot(c->recvx);
+  if (ep) c->ops->move_construct(ep, qp);
+  c->ops->destroy(qp);
+  if (++c->recvx == c->dataqsiz) c->recvx = 0;
+  __atomic_store_n(&c->qcount, c->qcount - 1, __ATOMIC_RELAXED);
 }
 
 bool chansend(hchan* c, void* ep, bool block) {
@@ -108,13 +111,11 @@ bool chansend(hchan* c, void* ep, bool block) {
   if (Sudog* sg = c->recvq.dequeue()) {
     // A receiver is waiting: pass the value straight to it, bypassing the
     // buffer.
-    send(c, sg, ep);
+    chan_send_locked(c, sg, ep, [c] { c->lock.unlock(); });
     return true;
   }
   if (c->qcount < c->dataqsiz) {
-    c->ops->move_construct(c->slot(c->sendx), ep);
-    if (++c->sendx == c->dataqsiz) c->sendx = 0;
-    __atomic_store_n(&c->qcount, c->qcount + 1, __ATOMIC_RELAXED);
+    chan_bufsend_locked(c, ep);
     c->lock.unlock();
     return true;
   }
@@ -140,28 +141,6 @@ bool chansend(hchan* c, void* ep, bool block) {
   return true;
 }
 
-// recv completes a receive from the parked sender sg. For an unbuffered
-// channel the value comes from the sender; for a full buffered one, the
-// receiver takes the head of the buffer and the sender's value goes to the
-// tail (the same slot, since the queue is full). c.lock held; unlocks it.
-static void recv(hchan* c, Sudog* sg, void* ep) {
-  if (c->dataqsiz == 0) {
-    if (ep) c->ops->move_construct(ep, sg->elem);
-  } else {
-    void* qp = c->slot(c->recvx);
-    if (ep) c->ops->move_construct(ep, qp);
-    c->ops->destroy(qp);
-    c->ops->move_construct(qp, sg->elem);
-    if (++c->recvx == c->dataqsiz) c->recvx = 0;
-    c->sendx = c->recvx;  // c->sendx = (c->sendx+1) % c->dataqsiz
-  }
-  G* gp = sg->g;
-  sg->success = true;
-  gp->param = sg;
-  c->lock.unlock();
-  goready(gp);
-}
-
 RecvResult chanrecv(hchan* c, void* ep, bool block) {
   checkpreempt();
   // Fast path: a non-blocking receive on an empty channel.
@@ -180,15 +159,11 @@ RecvResult chanrecv(hchan* c, void* ep, bool block) {
     }
     // Closed with data still buffered: fall through to take it.
   } else if (Sudog* sg = c->sendq.dequeue()) {
-    recv(c, sg, ep);
+    chan_recv_locked(c, sg, ep, [c] { c->lock.unlock(); });
     return {true, true};
   }
   if (c->qcount > 0) {
-    void* qp = c->slot(c->recvx);
-    if (ep) c->ops->move_construct(ep, qp);
-    c->ops->destroy(qp);
-    if (++c->recvx == c->dataqsiz) c->recvx = 0;
-    __atomic_store_n(&c->qcount, c->qcount - 1, __ATOMIC_RELAXED);
+    chan_bufrecv_locked(c, ep);
     c->lock.unlock();
     return {true, true};
   }

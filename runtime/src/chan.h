@@ -49,4 +49,46 @@ struct hchan {
   }
 };
 
+// The four ways a channel operation completes, with c.lock held on entry.
+// The two hand-offs to a parked partner take `unlock` to release every lock
+// the caller holds (one channel, or all of a select's) before readying the
+// partner.
+
+// Send ep's value straight to the parked receiver sg.
+template <typename Unlock>
+void chan_send_locked(hchan* c, Sudog* sg, void* ep, Unlock unlock) {
+  if (sg->elem) c->ops->move_construct(sg->elem, ep);
+  G* gp = sg->g;
+  sg->success = true;
+  gp->param = sg;
+  unlock();
+  goready(gp);
+}
+
+// Receive from the parked sender sg: for an unbuffered channel straight
+// from the sender; for a full buffered one, take the head of the buffer and
+// put the sender's value at the tail (the same slot: the ring is full).
+template <typename Unlock>
+void chan_recv_locked(hchan* c, Sudog* sg, void* ep, Unlock unlock) {
+  if (c->dataqsiz == 0) {
+    if (ep) c->ops->move_construct(ep, sg->elem);
+  } else {
+    void* qp = c->slot(c->recvx);
+    if (ep) c->ops->move_construct(ep, qp);
+    c->ops->destroy(qp);
+    c->ops->move_construct(qp, sg->elem);
+    if (++c->recvx == c->dataqsiz) c->recvx = 0;
+    c->sendx = c->recvx;
+  }
+  G* gp = sg->g;
+  sg->success = true;
+  gp->param = sg;
+  unlock();
+  goready(gp);
+}
+
+// Buffer operations (room / data known to be there); they do not unlock.
+void chan_bufsend_locked(hchan* c, void* ep);
+void chan_bufrecv_locked(hchan* c, void* ep);
+
 }  // namespace goro::detail

@@ -19,6 +19,7 @@
 #include <new>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -77,6 +78,18 @@ RecvResult chanrecv(hchan* c, void* elem, bool block);
 void closechan(hchan* c);
 std::size_t chanlen(const hchan* c) noexcept;
 std::size_t chancap(const hchan* c) noexcept;
+
+// select: one case of a select over channels (Go's scase).
+struct SelectCase {
+  hchan* c;
+  void* elem;  // value to send, or uninitialised storage to receive into
+  bool is_send;
+};
+struct SelectResult {
+  int index;     // the case taken; -1: none (non-blocking select)
+  bool recv_ok;  // for a receive: a value arrived (false: closed)
+};
+SelectResult selectgo(SelectCase* cases, int ncases, bool block);
 
 // Semaphores in the style of Go's sync/runtime_Semacquire: park the G.
 void semacquire(std::uint32_t* addr, bool lifo, int skipframes = 0);
@@ -255,6 +268,116 @@ class Mutex {
   std::int32_t state_ = 0;
   std::uint32_t sema_ = 0;
 };
+
+// ---------------------------------------------------------------------------
+// select
+//
+//   int i = goro::select(
+//       goro::on_recv(results, [&](std::optional<int> v) { ... }),
+//       goro::on_send(jobs, job, [&] { ... }),
+//       goro::on_default([&] { ... }));
+//
+// Waits until one case can proceed and runs it, like Go's select: among
+// several ready cases one is chosen uniformly at random; with on_default,
+// never blocks. Returns the index of the case taken (among all arguments).
+// A receive's callback gets std::optional<T>: empty when the channel is
+// closed. A send on a closed channel panics. Callbacks are optional.
+// ---------------------------------------------------------------------------
+namespace detail {
+struct NoCallback {
+  template <typename... A>
+  void operator()(A&&...) const {}
+};
+
+template <typename T, typename F>
+struct RecvCase {
+  hchan* c;
+  F fn;
+  alignas(T) unsigned char buf[sizeof(T)];
+  SelectCase scase() { return SelectCase{c, buf, false}; }
+  void fire(bool ok) {
+    std::optional<T> v;
+    if (ok) {
+      T* p = std::launder(reinterpret_cast<T*>(buf));
+      v.emplace(std::move(*p));
+      p->~T();
+    }
+    if constexpr (std::is_invocable_v<F&, std::optional<T>>) fn(std::move(v));
+    else fn();
+  }
+};
+
+template <typename T, typename F>
+struct SendCase {
+  hchan* c;
+  T v;
+  F fn;
+  SelectCase scase() { return SelectCase{c, &v, true}; }
+  void fire(bool) { fn(); }
+};
+
+template <typename F>
+struct DefaultCase {
+  F fn;
+  void fire(bool) { fn(); }
+};
+
+template <typename C>
+inline constexpr bool is_default_case = false;
+template <typename F>
+inline constexpr bool is_default_case<DefaultCase<F>> = true;
+
+template <typename Tuple, std::size_t... I>
+int run_select(Tuple& cases, std::index_sequence<I...>) {
+  constexpr std::size_t N = sizeof...(I);
+  constexpr int ndefault = (0 + ... + (is_default_case<std::decay_t<std::tuple_element_t<I, Tuple>>> ? 1 : 0));
+  static_assert(ndefault <= 1, "goro::select: at most one on_default case");
+  SelectCase sc[N];
+  int map[N];
+  int n = 0;
+  int defidx = -1;
+  auto add = [&](auto& cas, int i) {
+    if constexpr (is_default_case<std::decay_t<decltype(cas)>>) {
+      defidx = i;
+    } else {
+      sc[n] = cas.scase();
+      map[n] = i;
+      n++;
+    }
+  };
+  (add(std::get<I>(cases), static_cast<int>(I)), ...);
+  SelectResult r = selectgo(sc, n, ndefault == 0);
+  int chosen = r.index < 0 ? defidx : map[r.index];
+  ((static_cast<int>(I) == chosen ? std::get<I>(cases).fire(r.recv_ok) : void()), ...);
+  return chosen;
+}
+}  // namespace detail
+
+template <typename T, typename F = detail::NoCallback>
+detail::RecvCase<T, F> on_recv(const Chan<T>& ch, F fn = F{}) {
+  return detail::RecvCase<T, F>{ch.raw(), std::move(fn), {}};
+}
+
+template <typename T, typename U, typename F = detail::NoCallback>
+detail::SendCase<T, F> on_send(const Chan<T>& ch, U&& v, F fn = F{}) {
+  return detail::SendCase<T, F>{ch.raw(), T(std::forward<U>(v)), std::move(fn)};
+}
+
+template <typename F = detail::NoCallback>
+detail::DefaultCase<F> on_default(F fn = F{}) {
+  return detail::DefaultCase<F>{std::move(fn)};
+}
+
+template <typename... Cases>
+int select(Cases&&... cases) {
+  if constexpr (sizeof...(Cases) == 0) {
+    detail::selectgo(nullptr, 0, true);  // select {}: blocks forever
+    return -1;
+  } else {
+    std::tuple<Cases&...> refs(cases...);
+    return detail::run_select(refs, std::index_sequence_for<Cases...>{});
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Time

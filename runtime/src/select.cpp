@@ -1,0 +1,205 @@
+// select, after Go's select.go.
+//
+// selectgo implements the select statement over ncases cases (sends and
+// receives; a default case is the caller's business: block=false).
+//   1. Poll order: a uniformly random permutation of the cases, so that
+//      among several ready cases each is taken with equal probability.
+//   2. Lock order: the cases' channels sorted by address; each distinct
+//      channel is locked once. Every select locks in the same global order,
+//      so two selects over the same channels cannot deadlock each other.
+//   3. Pass 1: in poll order, look for a case that can proceed now.
+//   4. Pass 2: none can (and block): enqueue a sudog on every channel, in
+//      lock order, and park. The first communication to reach one of them
+//      wins: WaitQ::dequeue claims the G with a CAS on g->selectDone.
+//   5. Pass 3: woken, relock everything, dequeue the losing sudogs, report
+//      which case won.
+#include <algorithm>
+
+#include "chan.h"
+
+namespace goro::detail {
+
+namespace {
+
+std::uint32_t cheaprandn(std::uint32_t n) {
+  // Per-thread xorshift; the permutation only needs to be unbiased enough
+  // for Go's fairness test (10σ over 10,000 trials).
+  static thread_local std::uint64_t x = 0x2545f4914f6cdd1dull ^ reinterpret_cast<std::uintptr_t>(&x);
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return static_cast<std::uint32_t>((static_cast<__uint128_t>(static_cast<std::uint32_t>(x >> 32)) * n) >> 32);
+}
+
+void sellock(SelectCase* cases, const std::uint16_t* lockorder, int n) {
+  hchan* last = nullptr;
+  for (int i = 0; i < n; i++) {
+    hchan* c = cases[lockorder[i]].c;
+    if (c != last) {
+      last = c;
+      c->lock.lock();
+    }
+  }
+}
+
+void selunlock(SelectCase* cases, const std::uint16_t* lockorder, int n) {
+  // Unlock in reverse order; a channel appearing several times in a row is
+  // unlocked once, at its last (first in lock order) appearance.
+  for (int i = n - 1; i >= 0; i--) {
+    hchan* c = cases[lockorder[i]].c;
+    if (i > 0 && c == cases[lockorder[i - 1]].c) continue;
+    c->lock.unlock();
+  }
+}
+
+struct ParkArg {
+  SelectCase* cases;
+  const std::uint16_t* lockorder;
+  int n;
+};
+
+bool selparkcommit(G*, void* arg) {
+  auto* a = static_cast<ParkArg*>(arg);
+  selunlock(a->cases, a->lockorder, a->n);
+  return true;
+}
+
+}  // namespace
+
+SelectResult selectgo(SelectCase* cases, int ncases, bool block) {
+  checkpreempt();
+  if (ncases > 65535) goro::panic("select: too many cases");
+  if (ncases == 0) {
+    if (!block) return {-1, false};
+    // select {} with no cases: block forever.
+    gopark(nullptr, nullptr, "select (no cases)");
+    throw_("unreachable");
+  }
+  // Small selects keep their orders on the stack.
+  std::uint16_t orderbuf[2 * 16];
+  std::uint16_t* heapbuf = nullptr;
+  std::uint16_t* pollorder = orderbuf;
+  if (ncases > 16) {
+    heapbuf = new std::uint16_t[2 * static_cast<std::size_t>(ncases)];
+    pollorder = heapbuf;
+  }
+  std::uint16_t* lockorder = pollorder + ncases;
+
+  // Random permutation (inside-out Fisher-Yates).
+  for (int i = 0; i < ncases; i++) {
+    std::uint32_t j = cheaprandn(static_cast<std::uint32_t>(i + 1));
+    pollorder[i] = pollorder[j];
+    pollorder[j] = static_cast<std::uint16_t>(i);
+  }
+  for (int i = 0; i < ncases; i++) lockorder[i] = static_cast<std::uint16_t>(i);
+  std::sort(lockorder, lockorder + ncases, [&](std::uint16_t a, std::uint16_t b) {
+    return reinterpret_cast<std::uintptr_t>(cases[a].c) < reinterpret_cast<std::uintptr_t>(cases[b].c);
+  });
+
+  sellock(cases, lockorder, ncases);
+
+  SelectResult res{-1, false};
+  // Pass 1: look for something already waiting.
+  for (int i = 0; i < ncases; i++) {
+    int casi = pollorder[i];
+    SelectCase& cas = cases[casi];
+    hchan* c = cas.c;
+    if (!cas.is_send) {
+      if (Sudog* sg = c->sendq.dequeue()) {
+        // A sender waits: take its value (and unlock everything).
+        res = {casi, true};
+        chan_recv_locked(c, sg, cas.elem, [&] { selunlock(cases, lockorder, ncases); });
+        goto done;
+      }
+      if (c->qcount > 0) {
+        chan_bufrecv_locked(c, cas.elem);
+        selunlock(cases, lockorder, ncases);
+        res = {casi, true};
+        goto done;
+      }
+      if (c->closed.load(std::memory_order_relaxed)) {
+        selunlock(cases, lockorder, ncases);
+        res = {casi, false};
+        goto done;
+      }
+    } else {
+      if (c->closed.load(std::memory_order_relaxed)) {
+        selunlock(cases, lockorder, ncases);
+        goro::panic("send on closed channel");
+      }
+      if (Sudog* sg = c->recvq.dequeue()) {
+        res = {casi, false};
+        chan_send_locked(c, sg, cas.elem, [&] { selunlock(cases, lockorder, ncases); });
+        goto done;
+      }
+      if (c->qcount < c->dataqsiz) {
+        chan_bufsend_locked(c, cas.elem);
+        selunlock(cases, lockorder, ncases);
+        res = {casi, false};
+        goto done;
+      }
+    }
+  }
+
+  if (!block) {
+    selunlock(cases, lockorder, ncases);
+    goto done;
+  }
+
+  {
+    // Pass 2: enqueue on every channel, in lock order.
+    G* gp = getg();
+    if (!gp) throw_("select: called outside a goroutine");
+    Sudog sgbuf[16];
+    Sudog* sgs = ncases <= 16 ? sgbuf : new Sudog[static_cast<std::size_t>(ncases)];
+    gp->param = nullptr;
+    gp->selectDone.store(0, std::memory_order_relaxed);
+    for (int i = 0; i < ncases; i++) {
+      int casi = lockorder[i];
+      Sudog* sg = &sgs[casi];
+      sg->g = gp;
+      sg->isSelect = true;
+      sg->elem = cases[casi].elem;
+      sg->c = cases[casi].c;
+      sg->success = false;
+      if (cases[casi].is_send) sg->c->sendq.enqueue(sg);
+      else sg->c->recvq.enqueue(sg);
+    }
+    ParkArg pa{cases, lockorder, ncases};
+    gopark(selparkcommit, &pa, "select");
+    gp = getg();
+
+    // Pass 3: dequeue from the unsuccessful channels.
+    sellock(cases, lockorder, ncases);
+    gp->selectDone.store(0, std::memory_order_relaxed);
+    auto* won = static_cast<Sudog*>(gp->param);
+    gp->param = nullptr;
+    int casi = -1;
+    for (int i = 0; i < ncases; i++) {
+      int k = lockorder[i];
+      Sudog* sg = &sgs[k];
+      if (sg == won) {
+        casi = k;
+        continue;
+      }
+      if (cases[k].is_send) sg->c->sendq.remove(sg);
+      else sg->c->recvq.remove(sg);
+    }
+    if (casi < 0) throw_("selectgo: bad wakeup");
+    bool success = won->success;
+    if (sgs != sgbuf) delete[] sgs;
+    selunlock(cases, lockorder, ncases);
+    if (cases[casi].is_send) {
+      if (!success) goro::panic("send on closed channel");
+      res = {casi, false};
+    } else {
+      res = {casi, success};
+    }
+  }
+
+done:
+  delete[] heapbuf;
+  return res;
+}
+
+}  // namespace goro::detail
