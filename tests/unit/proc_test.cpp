@@ -373,22 +373,36 @@ TEST(Maxprocs, SetReturnsPreviousAndZeroQueries) {
 // preempted by it (Go's preemptone skips the caller's own M): afterwards it
 // keeps its P, so on one P a goroutine it starts does not run until it
 // blocks or yields.
+//
+// sysmon may legitimately preempt a G whose time slice is older than 10 ms
+// (as Go's does); a round in which the resize itself took that long (slow
+// sanitizer builds, a loaded machine) proves nothing and is repeated.
 TEST(Maxprocs, CallerKeepsItsPAfterResize) {
   goro::run([] {
     const int initial = goro::maxprocs(2);
-    goro::gosched();
-    goro::maxprocs(1);
-    std::atomic<bool> ran{false};
-    goro::go([&ran] { ran.store(true); });
-    const bool ran_early = ran.load();
-    const int n = goro::num_goroutine();
-    EXPECT_FALSE(ran_early) << "the new goroutine ran right after maxprocs(2 -> 1): the caller "
-                               "lost its P at its first safe point after the resize";
-    EXPECT_EQ(n, 2);
-    goro::gosched();  // now it runs
-    EXPECT_TRUE(eventually_true(ran));
+    int conclusive = 0;
+    for (int round = 0; round < 20 && conclusive < 3; round++) {
+      goro::maxprocs(2);
+      goro::gosched();  // start a fresh time slice
+      auto t0 = std::chrono::steady_clock::now();
+      goro::maxprocs(1);
+      std::atomic<bool> ran{false};
+      goro::go([&ran] { ran.store(true); });
+      const bool ran_early = ran.load();
+      const int n = goro::num_goroutine();
+      const bool fast = std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(5);
+      if (fast) {
+        conclusive++;
+        EXPECT_FALSE(ran_early) << "the new goroutine ran right after maxprocs(2 -> 1): the caller "
+                                   "lost its P at its first safe point after the resize";
+        EXPECT_EQ(n, 2);
+      }
+      goro::gosched();  // now it runs
+      EXPECT_TRUE(eventually_true(ran));
+      expect_only_main_left();
+    }
+    EXPECT_GT(conclusive, 0) << "every round's resize took over 5 ms: nothing was shown";
     goro::maxprocs(initial);
-    expect_only_main_left();
   });
 }
 
