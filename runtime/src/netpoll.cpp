@@ -9,6 +9,29 @@
 
 namespace goro::detail {
 
+// rg/wg states: no waiter and no pending readiness; readiness arrived and
+// was not consumed yet; a G is about to park; otherwise the parked G.
+constexpr std::uintptr_t pdNil = 0;
+constexpr std::uintptr_t pdReady = 1;
+constexpr std::uintptr_t pdWait = 2;
+
+struct PollDesc {
+  PollDesc* link = nullptr;  // in the cache, guarded by pdcache lock
+  PollDesc* alllink = nullptr;
+  int fd = -1;
+  Lock lock;  // guards everything below except rg/wg
+  std::atomic<std::uintptr_t> rg{pdNil};
+  std::atomic<std::uintptr_t> wg{pdNil};
+  std::atomic<bool> closing{false};
+  std::atomic<std::uintptr_t> fdseq{0};  // bumped on every reuse
+  std::uintptr_t rseq = 0;               // bumped on deadline changes
+  std::uintptr_t wseq = 0;
+  std::atomic<std::int64_t> rd{0};  // read deadline: 0 none, < 0 expired
+  std::atomic<std::int64_t> wd{0};
+  RuntimeTimer rt;
+  RuntimeTimer wt;
+};
+
 namespace {
 Lock initlock;
 std::atomic<bool> inited{false};
@@ -17,14 +40,79 @@ int breakfd = -1;
 std::atomic<std::uint32_t> wakesig{0};  // a netpoll_break is pending
 std::atomic<std::int32_t> waiters{0};
 
-// A pollDesc: which G waits on which fd. rg is null (nobody waits), a G, or
-// kReady (readiness arrived before anybody parked).
-struct PollDesc {
-  int fd;
-  std::atomic<std::uintptr_t> rg{0};
-};
-constexpr std::uintptr_t kReady = 1;
+Lock pdcachelock;
+PollDesc* pdcache = nullptr;
+PollDesc* allpds = nullptr;
 
+// netpollunblock: the mode's readiness (ioready) or a wake-up without
+// readiness (deadline, close). Returns the G to ready, if one was parked.
+G* netpollunblock(PollDesc* pd, char mode, bool ioready) {
+  std::atomic<std::uintptr_t>& gpp = mode == 'r' ? pd->rg : pd->wg;
+  for (;;) {
+    std::uintptr_t old = gpp.load(std::memory_order_acquire);
+    if (old == pdReady) return nullptr;
+    // Only readiness is remembered: a deadline or close with nobody
+    // waiting is seen by netpoll_reset/netpoll_wait via their checks.
+    if (old == pdNil && !ioready) return nullptr;
+    std::uintptr_t nw = ioready ? pdReady : pdNil;
+    if (gpp.compare_exchange_weak(old, nw, std::memory_order_acq_rel)) {
+      if (old == pdWait) old = pdNil;
+      return reinterpret_cast<G*>(old);
+    }
+  }
+}
+
+int checkerr(PollDesc* pd, char mode) {
+  if (pd->closing.load(std::memory_order_acquire)) return EBADF;
+  if ((mode == 'r' && pd->rd.load() < 0) || (mode == 'w' && pd->wd.load() < 0)) return ETIMEDOUT;
+  return 0;
+}
+
+bool blockcommit(G* gp, void* arg) {
+  auto* gpp = static_cast<std::atomic<std::uintptr_t>*>(arg);
+  std::uintptr_t expect = pdWait;
+  bool ok = gpp->compare_exchange_strong(expect, reinterpret_cast<std::uintptr_t>(gp), std::memory_order_acq_rel);
+  if (ok) waiters.fetch_add(1);
+  return ok;
+}
+
+// netpollblock returns true when the mode is ready, false on a wake-up
+// without readiness (deadline, close).
+bool netpollblock(PollDesc* pd, char mode) {
+  std::atomic<std::uintptr_t>& gpp = mode == 'r' ? pd->rg : pd->wg;
+  for (;;) {
+    std::uintptr_t v = pdReady;
+    if (gpp.compare_exchange_strong(v, pdNil, std::memory_order_acq_rel)) return true;
+    v = pdNil;
+    if (gpp.compare_exchange_strong(v, pdWait, std::memory_order_acq_rel)) break;
+    if (v != pdReady && v != pdNil) throw_("runtime: double wait");
+  }
+  // The checks after pdWait pair with the unblockers: they either see
+  // pdWait and clear it, or we see their error here.
+  if (checkerr(pd, mode) == 0) {
+    gopark(blockcommit, &gpp, "IO wait");
+  }
+  std::uintptr_t old = gpp.exchange(pdNil, std::memory_order_acq_rel);
+  if (old > pdWait) throw_("runtime: corrupted polldesc");
+  return old == pdReady;
+}
+
+void deadline_fired(void* arg, std::uintptr_t seq, char mode) {
+  auto* pd = static_cast<PollDesc*>(arg);
+  pd->lock.lock();
+  // A stale timer (the deadline changed, or the pd was reused) does nothing.
+  if (seq != (mode == 'r' ? pd->rseq : pd->wseq)) {
+    pd->lock.unlock();
+    return;
+  }
+  (mode == 'r' ? pd->rd : pd->wd).store(-1);
+  G* g = netpollunblock(pd, mode, false);
+  pd->lock.unlock();
+  if (g) {
+    waiters.fetch_sub(1);
+    goready(g);
+  }
+}
 }  // namespace
 
 void netpoll_init() {
@@ -81,11 +169,16 @@ G* netpoll(std::int64_t delay) {
         continue;
       }
       auto* pd = static_cast<PollDesc*>(events[i].data.ptr);
-      std::uintptr_t old = pd->rg.exchange(kReady, std::memory_order_acq_rel);
-      if (old > kReady) {
-        G* gp = reinterpret_cast<G*>(old);
-        gp->schedlink = head;
-        head = gp;
+      std::uint32_t ev = events[i].events;
+      bool r = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+      bool w = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+      for (char mode : {'r', 'w'}) {
+        if (!(mode == 'r' ? r : w)) continue;
+        if (G* g = netpollunblock(pd, mode, true)) {
+          waiters.fetch_sub(1);
+          g->schedlink = head;
+          head = g;
+        }
       }
     }
     if (waitms < 0 && !head && n == 0) continue;
@@ -93,29 +186,151 @@ G* netpoll(std::int64_t delay) {
   }
 }
 
+PollDesc* netpoll_open(int fd, int* err) {
+  netpoll_init();
+  pdcachelock.lock();
+  PollDesc* pd = pdcache;
+  if (pd) {
+    pdcache = pd->link;
+  } else {
+    pd = new PollDesc();
+    pd->alllink = allpds;
+    allpds = pd;
+  }
+  pdcachelock.unlock();
+  pd->lock.lock();
+  pd->fd = fd;
+  pd->closing.store(false);
+  pd->fdseq.fetch_add(1);
+  pd->rg.store(pdNil);
+  pd->wg.store(pdNil);
+  pd->rseq++;
+  pd->wseq++;
+  pd->rd.store(0);
+  pd->wd.store(0);
+  pd->lock.unlock();
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = pd;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    *err = errno;
+    pdcachelock.lock();
+    pd->link = pdcache;
+    pdcache = pd;
+    pdcachelock.unlock();
+    return nullptr;
+  }
+  return pd;
+}
+
+void netpoll_unblock(PollDesc* pd) {
+  pd->lock.lock();
+  if (pd->closing.load()) throw_("runtime: unblock on closing polldesc");
+  pd->closing.store(true, std::memory_order_release);
+  pd->rseq++;
+  pd->wseq++;
+  G* rg = netpollunblock(pd, 'r', false);
+  G* wg = netpollunblock(pd, 'w', false);
+  deltimer(&pd->rt);
+  deltimer(&pd->wt);
+  pd->lock.unlock();
+  if (rg) {
+    waiters.fetch_sub(1);
+    goready(rg);
+  }
+  if (wg) {
+    waiters.fetch_sub(1);
+    goready(wg);
+  }
+}
+
+void netpoll_close(PollDesc* pd) {
+  if (!pd->closing.load()) throw_("runtime: close polldesc w/o unblock");
+  std::uintptr_t w = pd->wg.load(), r = pd->rg.load();
+  if ((w != pdNil && w != pdReady) || (r != pdNil && r != pdReady)) {
+    throw_("runtime: blocked read/write on closing polldesc");
+  }
+  epoll_ctl(epfd, EPOLL_CTL_DEL, pd->fd, nullptr);
+  pdcachelock.lock();
+  pd->link = pdcache;
+  pdcache = pd;
+  pdcachelock.unlock();
+}
+
+int netpoll_reset(PollDesc* pd, char mode) {
+  int err = checkerr(pd, mode);
+  if (err) return err;
+  if (mode == 'r') pd->rg.store(pdNil);
+  else if (mode == 'w') pd->wg.store(pdNil);
+  return 0;
+}
+
+int netpoll_wait(PollDesc* pd, char mode) {
+  int err = checkerr(pd, mode);
+  if (err) return err;
+  while (!netpollblock(pd, mode)) {
+    err = checkerr(pd, mode);
+    if (err) return err;
+    // A spurious wake-up (a deadline pushed back meanwhile): wait again.
+  }
+  return 0;
+}
+
+void netpoll_set_deadline(PollDesc* pd, std::int64_t d, char mode) {
+  pd->lock.lock();
+  if (pd->closing.load()) {
+    pd->lock.unlock();
+    return;
+  }
+  if (d > 0 && d <= nanotime()) d = -1;  // already passed
+  G* wake[2] = {nullptr, nullptr};
+  for (char m : {'r', 'w'}) {
+    if (mode != 'b' && mode != m) continue;
+    RuntimeTimer& t = m == 'r' ? pd->rt : pd->wt;
+    std::uintptr_t& seq = m == 'r' ? pd->rseq : pd->wseq;
+    (m == 'r' ? pd->rd : pd->wd).store(d);
+    seq++;  // any armed timer is stale now
+    deltimer(&t);
+    if (d > 0) {
+      t.when = d;
+      t.arg = pd;
+      t.seq = seq;
+      t.f = m == 'r' ? [](void* a, std::uintptr_t s) { deadline_fired(a, s, 'r'); }
+                     : [](void* a, std::uintptr_t s) { deadline_fired(a, s, 'w'); };
+      addtimer(&t);
+    } else if (d < 0) {
+      wake[m == 'r' ? 0 : 1] = netpollunblock(pd, m, false);
+    }
+  }
+  pd->lock.unlock();
+  for (G* g : wake) {
+    if (g) {
+      waiters.fetch_sub(1);
+      goready(g);
+    }
+  }
+}
+
 void netpoll_wait_readable(int fd) {
   if (!getg()) throw_("netpoll: wait outside a goroutine");
-  netpoll_init();
-  PollDesc pd{fd};
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-  ev.data.ptr = &pd;
-  waiters.fetch_add(1);
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    waiters.fetch_sub(1);
-    throw_("netpoll: epoll_ctl add failed");
+  int err = 0;
+  PollDesc* pd = netpoll_open(fd, &err);
+  if (!pd) throw_("netpoll: epoll_ctl add failed");
+  netpoll_wait(pd, 'r');
+  netpoll_unblock(pd);
+  netpoll_close(pd);
+}
+
+void netpoll_abandon_waiters() {
+  pdcachelock.lock();
+  for (PollDesc* pd = allpds; pd; pd = pd->alllink) {
+    for (auto* gpp : {&pd->rg, &pd->wg}) {
+      std::uintptr_t v = gpp->load();
+      if (v > pdWait) gpp->store(pdNil);
+    }
   }
-  gopark(
-      [](G* gp, void* arg) {
-        auto* p = static_cast<PollDesc*>(arg);
-        std::uintptr_t expect = 0;
-        // false: readiness already arrived; run on.
-        return p->rg.compare_exchange_strong(expect, reinterpret_cast<std::uintptr_t>(gp),
-                                             std::memory_order_acq_rel);
-      },
-      &pd, "IO wait");
-  epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr);
-  waiters.fetch_sub(1);
+  pdcachelock.unlock();
+  waiters.store(0);
 }
 
 }  // namespace goro::detail

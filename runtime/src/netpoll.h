@@ -1,10 +1,22 @@
 // The network poller: epoll, with an eventfd to break a blocking poll.
 //
-// This is the part of Go's netpoll the scheduler itself needs: an M with
-// nothing to do blocks in netpoll(-1) (findRunnable's last resort) and
-// sysmon polls when nobody has for 10 ms; Gs waiting for an fd count as
-// "netpoll waiters". The socket API on top of it comes with the blocking
-// operations issue.
+// An M with nothing to do blocks in netpoll (findRunnable's last resort,
+// until the next timer); sysmon polls when nobody has for 10 ms. Gs wait on
+// file descriptors through PollDescs, as in Go's netpoll.go:
+//
+//   pd = netpoll_open(fd)       register fd (edge-triggered, in and out)
+//   netpoll_reset(pd, 'r')      before an operation: check errors, clear
+//                               the ready bit for the mode
+//   (try the non-blocking operation; on EAGAIN:)
+//   netpoll_wait(pd, 'r')       park until ready: 0, ETIMEDOUT (deadline),
+//                               EBADF (closing)
+//   netpoll_set_deadline(pd, abs_ns or 0, 'r'|'w'|'b')
+//   netpoll_unblock(pd)         closing: waiters return EBADF
+//   netpoll_close(pd)           after unblock and once no G waits on it
+//
+// PollDescs are never freed, only reused (a cache, as in Go): a timer or an
+// epoll event that arrives for a previous use of one finds its sequence
+// number changed and does nothing.
 #pragma once
 
 #include <cstdint>
@@ -22,9 +34,20 @@ bool netpoll_anywaiters();
 G* netpoll(std::int64_t delay);
 void netpoll_break();
 
-// netpoll_wait_readable parks the current G until fd is readable (or has
-// hung up). fd should be non-blocking.
+struct PollDesc;
+// Returns null and sets *err (an errno) on failure.
+PollDesc* netpoll_open(int fd, int* err);
+void netpoll_close(PollDesc* pd);
+void netpoll_unblock(PollDesc* pd);
+int netpoll_reset(PollDesc* pd, char mode);
+int netpoll_wait(PollDesc* pd, char mode);
+void netpoll_set_deadline(PollDesc* pd, std::int64_t deadline, char mode);
+
+// Convenience for tests: park the current G until fd is readable.
 void netpoll_wait_readable(int fd);
+
+// goro::run's end: forget every waiting G (they are abandoned).
+void netpoll_abandon_waiters();
 
 void injectglist(G* head);
 

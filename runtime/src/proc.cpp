@@ -2237,6 +2237,10 @@ static void abandon_all() GORO_REQUIRES(sched.lock) {
   }
   allglock.unlock();
   ngoroutines.store(0);
+  // Nothing may wake an abandoned G later: drop the timers and netpoll
+  // waits they left behind.
+  cleartimers();
+  netpoll_abandon_waiters();
 }
 
 int run_main(ClosureFn fn, void* closure) {

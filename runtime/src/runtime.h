@@ -253,8 +253,11 @@ enum TimerStatus : std::uint32_t {
 
 struct RuntimeTimer {
   std::int64_t when = 0;
-  void (*f)(void* arg) = nullptr;  // runs on g0 (with a P); must not block
+  // Runs on g0 (with a P); must not block. seq is the timer's seq at the
+  // time it was armed (lets reused owners recognise stale firings).
+  void (*f)(void* arg, std::uintptr_t seq) = nullptr;
   void* arg = nullptr;
+  std::uintptr_t seq = 0;
   // waitable: deltimer waits for a running f to return (the owner may free
   // the timer afterwards). A non-waitable timer is forgotten by the runtime
   // before f is called (sleep's timer lives on the sleeper's stack).
@@ -272,6 +275,8 @@ bool deltimer(RuntimeTimer* t);
 std::int64_t checkTimers(P* pp, std::int64_t now, bool* ran);
 // moveTimers moves every timer of src onto dst (procresize).
 void moveTimers(P* dst, P* src);
+// Drop every timer of every P without running it (goro::run's end).
+void cleartimers();
 // Earliest timer over all Ps (0: none).
 std::int64_t timeSleepUntil();
 bool anytimers();

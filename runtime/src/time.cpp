@@ -131,15 +131,16 @@ std::int64_t checkTimers(P* pp, std::int64_t now, bool* ran) {
     RuntimeTimer* t = pp->timers[0];
     heap_remove(pp, t);
     update_timer0(pp);
-    void (*f)(void*) = t->f;
+    void (*f)(void*, std::uintptr_t) = t->f;
     void* arg = t->arg;
+    std::uintptr_t seq = t->seq;
     bool waitable = t->waitable;
     t->status.store(waitable ? kTimerRunning : kTimerIdle, std::memory_order_release);
     t->pp.store(nullptr, std::memory_order_release);
     // Run f without the lock: it may ready a G, which may add timers.
     // After this point a non-waitable t may already be gone.
     pp->timersLock.unlock();
-    f(arg);
+    f(arg, seq);
     if (waitable) t->status.store(kTimerIdle, std::memory_order_release);
     if (ran) *ran = true;
     pp->timersLock.lock();
@@ -163,6 +164,22 @@ void moveTimers(P* dst, P* src) {
   update_timer0(dst);
   dst->timersLock.unlock();
   src->timersLock.unlock();
+}
+
+void cleartimers() {
+  std::int32_t np = gomaxprocs.load();
+  for (std::int32_t i = 0; i < np; i++) {
+    P* pp = allp[i];
+    pp->timersLock.lock();
+    while (pp->ntimers > 0) {
+      RuntimeTimer* t = pp->timers[0];
+      heap_remove(pp, t);
+      t->pp.store(nullptr, std::memory_order_release);
+      t->status.store(kTimerIdle, std::memory_order_release);
+    }
+    update_timer0(pp);
+    pp->timersLock.unlock();
+  }
 }
 
 std::int64_t timeSleepUntil() {
@@ -190,7 +207,7 @@ struct TimerImpl {
   goro::Chan<goro::Clock::time_point> c{1};
 };
 
-static void sendTime(void* arg) {
+static void sendTime(void* arg, std::uintptr_t) {
   // Non-blocking: a buffered channel of one, as Go's timers do.
   static_cast<TimerImpl*>(arg)->c.try_send(goro::Clock::now());
 }
@@ -208,7 +225,7 @@ void sleep_for(std::chrono::nanoseconds d) {
   }
   RuntimeTimer t;
   t.when = nanotime() + d.count();
-  t.f = [](void* arg) { goready(static_cast<G*>(arg)); };
+  t.f = [](void* arg, std::uintptr_t) { goready(static_cast<G*>(arg)); };
   t.arg = gp;
   // The timer is armed only once the G is parked (on g0), so its wake-up
   // cannot come before the park.
@@ -224,8 +241,8 @@ Chan<Clock::time_point> after(std::chrono::nanoseconds d) {
   auto* a = new TimerImpl();
   a->t.when = nanotime() + (d.count() > 0 ? d.count() : 0);
   a->t.arg = a;
-  a->t.f = [](void* arg) {
-    sendTime(arg);
+  a->t.f = [](void* arg, std::uintptr_t seq) {
+    sendTime(arg, seq);
     delete static_cast<TimerImpl*>(arg);  // not waitable: the runtime forgot it
   };
   Chan<Clock::time_point> c = a->c;
