@@ -64,13 +64,15 @@ const char* g_self = nullptr;
   _exit(1);
 }
 
-// Wait until the runtime is quiet: every P idle, and `nmidle` Ms idle
-// (the worker M is blocked in netpoll, not idle); want_nmidle < 0: any.
+// Wait until the runtime is quiet: every P idle, and the number of idle Ms
+// (the worker M is blocked in netpoll, not idle) as wanted: 0 exactly zero
+// (startm must create an M), 1 at least one (startm wakes one), -1 any.
 void wait_quiet(int want_nmidle) {
   auto deadline = Clock::now() + 10s;
   while (Clock::now() < deadline) {
     auto c = tx::sched_counters();
-    if (c.npidle == c.gomaxprocs && (want_nmidle < 0 || c.nmidle == want_nmidle) && c.runqsize == 0) return;
+        bool idle_ok = want_nmidle < 0 || (want_nmidle == 0 ? c.nmidle == 0 : c.nmidle >= want_nmidle);
+    if (c.npidle == c.gomaxprocs && idle_ok && c.runqsize == 0) return;
     std::this_thread::sleep_for(1ms);
   }
   auto c = tx::sched_counters();
