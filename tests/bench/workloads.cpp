@@ -13,9 +13,30 @@
 //   yield    [N=1000000] [G=2]    G goroutines gosched() N/G times each
 //   skynet   [N=1000000]          10-ary tree of goroutines with N leaves
 //   park     [N=100000]           N goroutines parked on a channel: RSS per G
+// Issue 4:
+//   select   [N=1000000] [K=2] [CAP=0]
+//            K producer Gs, one per channel (capacity CAP), each send N/K
+//            ints; one consumer selects over the K channels N/K*K times
+//   selectu  [N=1000000] [K=2]   uncontended select: each of GOMAXPROCS Gs
+//            owns K channels of capacity 1 and one token; it selects over
+//            its K receives and passes the token on (channel i -> i+1)
+//   chanpc   [N=1000000] [CAP=0] Go's BenchmarkChanProdCons: GOMAXPROCS
+//            producers and GOMAXPROCS consumers on one channel of capacity
+//            CAP; producers claim batches of 1000 sends from a shared count
+//   sleep    [N=100000] [SEED=1] N Gs each sleep a pseudo-random 1..10 ms
+//            (splitmix64 from SEED, same stream as go/sleep.go): total wall
+//            time and overshoot (wake time - deadline) mean/p50/p99/max
+//   wakesys  [N=2000] [DELAY_US=0]  Go's BenchmarkWakeupParallelSyscall: two
+//            Gs alternate sender/receiver on unbuffered channels, sleeping
+//            DELAY (receiver) and DELAY+5us (sender) in a blocking
+//            nanosleep inside goro::syscall; ns per round
 // The number of Ps comes from GORO_MAXPROCS (the runtime reads it).
 #include <goro/goro.h>
 
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +44,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -201,10 +223,219 @@ int park(long n) {
   });
 }
 
+// ---- issue 4 ---------------------------------------------------------------
+
+int select_contended(long n, long k, long cap) {
+  if (k != 2 && k != 4) {
+    std::fprintf(stderr, "select: K must be 2 or 4\n");
+    return 2;
+  }
+  return goro::run([n, k, cap] {
+    long per = n / k;
+    std::vector<goro::Chan<long>> cs;
+    for (long i = 0; i < k; i++) cs.emplace_back(static_cast<std::size_t>(cap));
+    auto t0 = Clock::now();
+    for (long i = 0; i < k; i++) {
+      goro::go([c = cs[i], per]() mutable {
+        for (long j = 0; j < per; j++) c.send(j);
+      });
+    }
+    long long s = 0;
+    auto add = [&s](std::optional<long> v) { s += *v; };
+    long total = per * k;
+    if (k == 2) {
+      for (long j = 0; j < total; j++) goro::select(goro::on_recv(cs[0], add), goro::on_recv(cs[1], add));
+    } else {
+      for (long j = 0; j < total; j++)
+        goro::select(goro::on_recv(cs[0], add), goro::on_recv(cs[1], add), goro::on_recv(cs[2], add),
+                     goro::on_recv(cs[3], add));
+    }
+    long long ns = since_ns(t0);
+    long long want = static_cast<long long>(k) * per * (per - 1) / 2;
+    if (s != want) {
+      std::fprintf(stderr, "select: got %lld want %lld\n", s, want);
+      return 1;
+    }
+    std::printf("RESULT name=select ns=%lld n=%ld k=%ld cap=%ld procs=%d\n", ns, total, k, cap, goro::maxprocs());
+    return 0;
+  });
+}
+
+int select_uncontended(long n, long k) {
+  if (k != 2 && k != 4) {
+    std::fprintf(stderr, "selectu: K must be 2 or 4\n");
+    return 2;
+  }
+  return goro::run([n, k] {
+    int procs = goro::maxprocs();
+    long per = n / procs;
+    goro::WaitGroup wg;
+    auto t0 = Clock::now();
+    wg.add(procs);
+    for (int p = 0; p < procs; p++) {
+      goro::go([per, k, &wg] {
+        std::vector<goro::Chan<int>> cs;
+        for (long i = 0; i < k; i++) cs.emplace_back(1);
+        cs[0].send(0);
+        for (long j = 0; j < per; j++) {
+          if (k == 2) {
+            goro::select(goro::on_recv(cs[0], [&] { cs[1].send(0); }), goro::on_recv(cs[1], [&] { cs[0].send(0); }));
+          } else {
+            goro::select(goro::on_recv(cs[0], [&] { cs[1].send(0); }), goro::on_recv(cs[1], [&] { cs[2].send(0); }),
+                         goro::on_recv(cs[2], [&] { cs[3].send(0); }), goro::on_recv(cs[3], [&] { cs[0].send(0); }));
+          }
+        }
+        wg.done();
+      });
+    }
+    wg.wait();
+    long long ns = since_ns(t0);
+    std::printf("RESULT name=selectu ns=%lld n=%ld k=%ld procs=%d\n", ns, per * procs, k, procs);
+    return 0;
+  });
+}
+
+int chan_prod_cons(long n, long cap) {
+  return goro::run([n, cap] {
+    constexpr long kCallsPerSched = 1000;
+    int procs = goro::maxprocs();
+    std::atomic<long> batches{n / kCallsPerSched};
+    goro::Chan<long> c(static_cast<std::size_t>(cap));
+    goro::Chan<long> done(static_cast<std::size_t>(2 * procs));
+    auto t0 = Clock::now();
+    for (int p = 0; p < procs; p++) {
+      goro::go([&batches, c, done]() mutable {
+        long sent = 0;
+        while (batches.fetch_sub(1, std::memory_order_relaxed) > 0) {
+          for (long g = 0; g < kCallsPerSched; g++) c.send(1);
+          sent += kCallsPerSched;
+        }
+        c.send(0);
+        done.send(sent);
+      });
+      goro::go([c, done]() mutable {
+        long got = 0;
+        for (;;) {
+          long v = *c.recv();
+          if (v == 0) break;
+          got += v;
+        }
+        done.send(-got);
+      });
+    }
+    long sum = 0;
+    for (int p = 0; p < 2 * procs; p++) sum += *done.recv();
+    long long ns = since_ns(t0);
+    long total = n / kCallsPerSched * kCallsPerSched;
+    if (sum != 0) {
+      std::fprintf(stderr, "chanpc: sent - received = %ld\n", sum);
+      return 1;
+    }
+    std::printf("RESULT name=chanpc ns=%lld n=%ld cap=%ld procs=%d\n", ns, total, cap, procs);
+    return 0;
+  });
+}
+
+// splitmix64: the same generator in go/sleep.go, so both sides draw the
+// same sleep durations.
+std::uint64_t splitmix64(std::uint64_t& state) {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Percentile by nearest rank on a sorted vector.
+long long pct(const std::vector<long long>& v, double p) {
+  if (v.empty()) return 0;
+  std::size_t i = static_cast<std::size_t>(p * static_cast<double>(v.size()));
+  if (i >= v.size()) i = v.size() - 1;
+  return v[i];
+}
+
+int sleepers(long n, long seed) {
+  // Durations 1 ms .. 10 ms inclusive, uniform over whole nanoseconds.
+  std::vector<long long> dur(static_cast<std::size_t>(n));
+  std::uint64_t st = static_cast<std::uint64_t>(seed);
+  for (auto& d : dur) d = 1000000 + static_cast<long long>(splitmix64(st) % 9000001ULL);
+  std::vector<long long> over(static_cast<std::size_t>(n));
+  return goro::run([n, &dur, &over] {
+    goro::WaitGroup wg;
+    auto t0 = Clock::now();
+    wg.add(static_cast<int>(n));
+    for (long i = 0; i < n; i++) {
+      goro::go([i, &dur, &over, &wg] {
+        auto d = std::chrono::nanoseconds(dur[static_cast<std::size_t>(i)]);
+        auto deadline = Clock::now() + d;
+        goro::sleep_for(d);
+        over[static_cast<std::size_t>(i)] =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - deadline).count();
+        wg.done();
+      });
+    }
+    wg.wait();
+    long long ns = since_ns(t0);
+    std::vector<long long> s = over;
+    std::sort(s.begin(), s.end());
+    long double sum = 0;
+    for (long long v : s) sum += static_cast<long double>(v);
+    std::printf(
+        "RESULT name=sleep ns=%lld n=%ld procs=%d mean_over_ns=%.0Lf p50_over_ns=%lld p99_over_ns=%lld "
+        "max_over_ns=%lld min_over_ns=%lld\n",
+        ns, n, goro::maxprocs(), sum / static_cast<long double>(n), pct(s, 0.50), pct(s, 0.99), s.back(),
+        s.front());
+    return 0;
+  });
+}
+
+// A blocking nanosleep system call, announced to the scheduler.
+void sys_nanosleep(long long ns) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / 1000000000LL);
+  ts.tv_nsec = static_cast<long>(ns % 1000000000LL);
+  goro::syscall([&ts] { return ::nanosleep(&ts, nullptr); });
+}
+
+int wakeup_syscall(long n, long delay_us) {
+  return goro::run([n, delay_us] {
+    const long long delay = delay_us * 1000LL;
+    const long long wake_delay = 5000;  // as Go's benchmark: sender waits 5 us longer
+    goro::Chan<int> ping, pong, start, done;
+    goro::go([=]() mutable {
+      start.recv();
+      for (long i = 0; i < n; i++) {
+        sys_nanosleep(delay + wake_delay);
+        ping.send(0);
+        sys_nanosleep(delay);
+        pong.recv();
+      }
+      done.send(0);
+    });
+    goro::go([=]() mutable {
+      for (long i = 0; i < n; i++) {
+        sys_nanosleep(delay);
+        ping.recv();
+        sys_nanosleep(delay + wake_delay);
+        pong.send(0);
+      }
+      done.send(0);
+    });
+    auto t0 = Clock::now();
+    start.send(0);
+    done.recv();
+    done.recv();
+    long long ns = since_ns(t0);
+    std::printf("RESULT name=wakesys ns=%lld n=%ld delay_us=%ld procs=%d\n", ns, n, delay_us, goro::maxprocs());
+    return 0;
+  });
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: goro_workloads NAME [ARGS]\n"
                "  spawn [N] | pingpong [N] | prodcons [N] | yield [N] [G] | skynet [N] | park [N]\n"
+               "  select [N] [K] [CAP] | selectu [N] [K] | chanpc [N] [CAP] | sleep [N] [SEED]\n"
+               "  wakesys [N] [DELAY_US]\n"
                "Ps: GORO_MAXPROCS=n\n");
 }
 
@@ -222,6 +453,12 @@ int main(int argc, char** argv) {
   if (w == "yield") return yield(arg_or(argc, argv, 2, 1000000), arg_or(argc, argv, 3, 2));
   if (w == "skynet") return skynet(arg_or(argc, argv, 2, 1000000));
   if (w == "park") return park(arg_or(argc, argv, 2, 100000));
+  if (w == "select")
+    return select_contended(arg_or(argc, argv, 2, 1000000), arg_or(argc, argv, 3, 2), arg_or(argc, argv, 4, 0));
+  if (w == "selectu") return select_uncontended(arg_or(argc, argv, 2, 1000000), arg_or(argc, argv, 3, 2));
+  if (w == "chanpc") return chan_prod_cons(arg_or(argc, argv, 2, 1000000), arg_or(argc, argv, 3, 0));
+  if (w == "sleep") return sleepers(arg_or(argc, argv, 2, 100000), arg_or(argc, argv, 3, 1));
+  if (w == "wakesys") return wakeup_syscall(arg_or(argc, argv, 2, 2000), arg_or(argc, argv, 3, 0));
   usage();
   return 2;
 }
