@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 
 namespace {
 
@@ -187,6 +189,78 @@ void BM_ChanUncontended(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_ChanUncontended)->UseRealTime()->MeasureProcessCPUTime();
+
+// ---- select (issue 4) -------------------------------------------------------
+
+// range(0) producer Gs (2 or 4), one per unbuffered channel, send forever;
+// the main G selects over the channels once per iteration (in the spirit of
+// Go's BenchmarkSelectSyncContended, with plain sends on the producer side).
+void BM_SelectContended(benchmark::State& state) {
+  const int k = static_cast<int>(state.range(0));
+  in_goro(2, [&] {
+    std::vector<goro::Chan<int>> cs;
+    for (int i = 0; i < k; i++) cs.emplace_back(0);
+    std::atomic<bool> stop{false};
+    goro::WaitGroup wg;
+    wg.add(k);
+    for (int i = 0; i < k; i++) {
+      goro::go([c = cs[static_cast<std::size_t>(i)], &stop, &wg]() mutable {
+        while (!stop.load(std::memory_order_relaxed)) c.send(1);
+        wg.done();
+      });
+    }
+    long sum = 0;
+    auto add = [&sum](std::optional<int> v) { sum += *v; };
+    for (auto _ : state) {
+      if (k == 2) {
+        goro::select(goro::on_recv(cs[0], add), goro::on_recv(cs[1], add));
+      } else {
+        goro::select(goro::on_recv(cs[0], add), goro::on_recv(cs[1], add), goro::on_recv(cs[2], add),
+                     goro::on_recv(cs[3], add));
+      }
+    }
+    // Stop the producers: keep receiving until all of them have finished.
+    stop.store(true, std::memory_order_relaxed);
+    goro::Chan<int> fin(1);
+    goro::go([&wg, fin]() mutable {
+      wg.wait();
+      fin.send(1);
+    });
+    for (bool done = false; !done;) {
+      auto fire = [&] { done = true; };
+      if (k == 2) {
+        goro::select(goro::on_recv(fin, fire), goro::on_recv(cs[0]), goro::on_recv(cs[1]));
+      } else {
+        goro::select(goro::on_recv(fin, fire), goro::on_recv(cs[0]), goro::on_recv(cs[1]), goro::on_recv(cs[2]),
+                     goro::on_recv(cs[3]));
+      }
+    }
+    benchmark::DoNotOptimize(sum);
+  });
+}
+BENCHMARK(BM_SelectContended)->Arg(2)->Arg(4)->ArgName("chans")->UseRealTime()->MeasureProcessCPUTime();
+
+// Uncontended select (Go's BenchmarkSelectUncontended with one G): two
+// channels of capacity 1 and one token passed between them.
+void BM_SelectUncontended(benchmark::State& state) {
+  in_goro(1, [&] {
+    goro::Chan<int> a(1), b(1);
+    a.send(0);
+    for (auto _ : state) {
+      goro::select(goro::on_recv(a, [&] { b.send(0); }), goro::on_recv(b, [&] { a.send(0); }));
+    }
+  });
+}
+BENCHMARK(BM_SelectUncontended)->UseRealTime()->MeasureProcessCPUTime();
+
+// Non-blocking select on a channel that is never ready (select with default).
+void BM_SelectNonblock(benchmark::State& state) {
+  in_goro(1, [&] {
+    goro::Chan<int> c;
+    for (auto _ : state) goro::select(goro::on_recv(c), goro::on_default());
+  });
+}
+BENCHMARK(BM_SelectNonblock)->UseRealTime()->MeasureProcessCPUTime();
 
 // ---- skynet ---------------------------------------------------------------
 
