@@ -97,6 +97,7 @@ void chan_bufrecv_locked(hchan* c, void* ep) {
 }
 
 bool chansend(hchan* c, void* ep, bool block) {
+  NoPreempt np;
   checkpreempt();
   // Fast path: a non-blocking send on a full, open channel fails without
   // the lock. See Go's chan.go for why the racy reads are fine: closed is
@@ -142,6 +143,7 @@ bool chansend(hchan* c, void* ep, bool block) {
 }
 
 RecvResult chanrecv(hchan* c, void* ep, bool block) {
+  NoPreempt np;
   checkpreempt();
   // Fast path: a non-blocking receive on an empty channel.
   if (!block && c->empty()) {
@@ -188,6 +190,7 @@ RecvResult chanrecv(hchan* c, void* ep, bool block) {
 }
 
 void closechan(hchan* c) {
+  NoPreempt np;
   c->lock.lock();
   if (c->closed.load(std::memory_order_relaxed)) {
     c->lock.unlock();

@@ -3,6 +3,7 @@
 //   schedtrace=MS     print a SCHED line every MS milliseconds (from sysmon)
 //   scheddetail=1     with schedtrace: also every P, M and G
 //   stacksize=KIB     goroutine stack size (virtual; committed lazily)
+//   asyncpreemptoff=1 no signal-based preemption (cooperative only)
 //   startmlegacy=1    pre-#59600 lock handling in injectglist's startIdle.
 //                     Exists only to prove the #59600 regression test has
 //                     teeth; honoured only in builds with test hooks
@@ -38,6 +39,7 @@ void parsedebugvars() {
     if (key == "schedtrace") debug.schedtrace = static_cast<std::int32_t>(v);
     else if (key == "scheddetail") debug.scheddetail = static_cast<std::int32_t>(v);
     else if (key == "stacksize") debug.stacksize_kb = static_cast<std::int32_t>(v);
+    else if (key == "asyncpreemptoff") debug.asyncpreemptoff = static_cast<std::int32_t>(v);
     else if (key == "startmlegacy") {
 #if defined(GORO_TEST_HOOKS)
       debug.startmlegacy = static_cast<std::int32_t>(v);

@@ -18,12 +18,15 @@
 namespace goro::detail {
 
 namespace {
+thread_local int t_locks = 0;  // runtime Locks held by this thread
 long futex(std::atomic<std::uint32_t>* addr, int op, std::uint32_t val, const timespec* ts) {
   return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(addr), op | FUTEX_PRIVATE_FLAG, val, ts,
                  nullptr, 0);
 }
 thread_local long t_tid = 0;
 }  // namespace
+
+int locks_held_by_thread() { return t_locks; }
 
 long current_thread_id() {
   if (t_tid == 0) t_tid = ::syscall(SYS_gettid);
@@ -44,6 +47,7 @@ static inline void procyield(int n) {
 }
 
 void Lock::lock() {
+  t_locks++;
   std::uint32_t v = 0;
   if (key_.compare_exchange_strong(v, 1, std::memory_order_acquire)) {
 #if defined(GORO_CHECKED_LOCKS)
@@ -83,6 +87,7 @@ acquired:;
 bool Lock::try_lock() {
   std::uint32_t v = 0;
   if (key_.compare_exchange_strong(v, 1, std::memory_order_acquire)) {
+    t_locks++;
 #if defined(GORO_CHECKED_LOCKS)
     owner_.store(current_thread_id(), std::memory_order_relaxed);
 #endif
@@ -97,6 +102,7 @@ void Lock::unlock() {
   owner_.store(0, std::memory_order_relaxed);
 #endif
   std::uint32_t v = key_.exchange(0, std::memory_order_release);
+  t_locks--;
   if (v == 2) futex(&key_, FUTEX_WAKE, 1, nullptr);
 }
 

@@ -187,6 +187,7 @@ G* netpoll(std::int64_t delay) {
 }
 
 PollDesc* netpoll_open(int fd, int* err) {
+  NoPreempt np;
   netpoll_init();
   pdcachelock.lock();
   PollDesc* pd = pdcache;
@@ -224,6 +225,7 @@ PollDesc* netpoll_open(int fd, int* err) {
 }
 
 void netpoll_unblock(PollDesc* pd) {
+  NoPreempt np;
   pd->lock.lock();
   if (pd->closing.load()) throw_("runtime: unblock on closing polldesc");
   pd->closing.store(true, std::memory_order_release);
@@ -245,6 +247,7 @@ void netpoll_unblock(PollDesc* pd) {
 }
 
 void netpoll_close(PollDesc* pd) {
+  NoPreempt np;
   if (!pd->closing.load()) throw_("runtime: close polldesc w/o unblock");
   std::uintptr_t w = pd->wg.load(), r = pd->rg.load();
   if ((w != pdNil && w != pdReady) || (r != pdNil && r != pdReady)) {
@@ -266,6 +269,7 @@ int netpoll_reset(PollDesc* pd, char mode) {
 }
 
 int netpoll_wait(PollDesc* pd, char mode) {
+  NoPreempt np;
   int err = checkerr(pd, mode);
   if (err) return err;
   while (!netpollblock(pd, mode)) {
@@ -277,6 +281,7 @@ int netpoll_wait(PollDesc* pd, char mode) {
 }
 
 void netpoll_set_deadline(PollDesc* pd, std::int64_t d, char mode) {
+  NoPreempt np;
   pd->lock.lock();
   if (pd->closing.load()) {
     pd->lock.unlock();

@@ -122,6 +122,9 @@ P* runnablePs = nullptr;  // procresize's output, guarded by sched.lock
   return t_g;
 }
 
+M* m_of_thread() { return t_m; }
+G* g_of_thread() { return t_g; }
+
 // Fields that sysmon, preemptall and findRunnable's fast checks read
 // without the owner's lock are written with atomic stores, so the racy
 // reads (deliberate, as in Go) are well defined.
@@ -649,6 +652,12 @@ static void* mstart(void* arg) {
   M* mp = static_cast<M*>(arg);
   t_m = mp;
   mp->tid = current_thread_id();
+  // Ms start with every signal blocked (newm); they take SIGURG, the
+  // preemption signal, and leave the rest to the program's own threads.
+  sigset_t urg;
+  sigemptyset(&urg);
+  sigaddset(&urg, SIGURG);
+  pthread_sigmask(SIG_UNBLOCK, &urg, nullptr);
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) == 0) {
     void* addr = nullptr;
@@ -1360,6 +1369,7 @@ static void gostart(void* arg) {
 }
 
 G* newproc_alloc(std::size_t size, std::size_t align, void** closure) {
+  NoPreempt np;
   M* mp = getm();
   P* pp = mp ? mp->p : nullptr;
   G* gp = pp ? gfget(pp) : nullptr;
@@ -1375,6 +1385,7 @@ G* newproc_alloc(std::size_t size, std::size_t align, void** closure) {
 static void checkpreempt_slow();
 
 void newproc_start(G* gp, ClosureFn fn, ClosureFn destroy) {
+  NoPreempt np;
   gp->fn = fn;
   gp->destroy = destroy;
   std::uintptr_t top = reinterpret_cast<std::uintptr_t>(gp->closure) & ~static_cast<std::uintptr_t>(15);
@@ -1473,6 +1484,7 @@ static void goyield_m(G* gp) {
 }
 
 void goyield() {
+  NoPreempt np;
   if (!getg()) throw_("goyield: called outside a goroutine");
   mcall(goyield_m);
 }
@@ -1552,6 +1564,7 @@ static void mexit(M* mp) {
 // to 10 ms) and hands it to another M (handoffp), so the other Gs run on.
 // ---------------------------------------------------------------------------
 void entersyscall() {
+  NoPreempt np;
   M* mp = getm();
   G* gp = mp->curg;
   P* pp = mp->p;
@@ -1623,6 +1636,7 @@ static void exitsyscall0(G* gp) {
 }
 
 void exitsyscall() {
+  NoPreempt np;
   M* mp = getm();
   G* gp = mp->curg;
   P* oldp = mp->oldp;
@@ -1662,11 +1676,24 @@ static void dounlockOSThread() {
   gp->lockedm = nullptr;
 }
 
+void lock_os_thread_internal() { dolockOSThread(); }
+void unlock_os_thread_internal() { dounlockOSThread(); }
+
+// gosched_preempted: the asynchronous preemption's yield (Go's
+// gopreempt_m): to the global queue, like gosched.
+void gosched_preempted() {
+  G* gp = getg();
+  gp->preempt.store(false, std::memory_order_relaxed);
+  NoPreempt np;
+  mcall(gosched_m);
+}
+
 }  // namespace goro::detail
 
 namespace goro {
 void gosched() {
   using namespace detail;
+  NoPreempt np;
   if (!getg()) throw_("gosched: called outside a goroutine");
   mcall(gosched_m);
 }
@@ -1970,6 +1997,8 @@ static bool preemptone(P* pp) {
   G* gp = __atomic_load_n(&mp->curg, __ATOMIC_ACQUIRE);
   if (!gp) return false;
   gp->preempt.store(true, std::memory_order_relaxed);
+  // Request an asynchronous preemption too, for Gs that reach no safe point.
+  preempt_m(mp);
   return true;
 }
 
@@ -2206,6 +2235,7 @@ static void schedinit() {
   procresize_locked(procs);
   sched.lock.unlock();
   netpoll_init();  // also the timed sleep of an idle M waiting for timers
+  preempt_init();
   sched.lastpoll.store(nanotime());
   newm(sysmon, nullptr, -1);
 }
@@ -2290,6 +2320,7 @@ namespace goro {
 
 int maxprocs(int n) {
   using namespace detail;
+  NoPreempt np;
   int prev = gomaxprocs.load();
   if (n <= 0 || n == prev) return prev;
   if (n > kMaxGomaxprocs) n = kMaxGomaxprocs;
@@ -2435,6 +2466,7 @@ namespace goro {
 
 void lock_os_thread() {
   using namespace detail;
+  NoPreempt np;
   if (!getg()) throw_("lock_os_thread: called outside a goroutine");
   M* mp = getm();
   mp->lockedExt++;
@@ -2447,6 +2479,7 @@ void lock_os_thread() {
 
 void unlock_os_thread() {
   using namespace detail;
+  NoPreempt np;
   if (!getg()) throw_("unlock_os_thread: called outside a goroutine");
   M* mp = getm();
   if (mp->lockedExt == 0) return;

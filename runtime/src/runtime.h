@@ -184,6 +184,8 @@ struct G {
   ClosureFn destroy = nullptr;
   void* closure = nullptr;
   M* lockedm = nullptr;  // lock_os_thread: the M this G is wired to
+  // > 0 while the G runs inside the runtime: no asynchronous preemption.
+  std::atomic<std::int32_t> nopreempt{0};
   // Sanitizer fiber state.
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;
@@ -307,6 +309,7 @@ struct M {
   std::uint32_t lockedExt = 0;   // lock_os_thread nesting (user calls)
   std::uint32_t lockedInt = 0;   // runtime-internal locks to the thread
   bool exiting = false;          // the thread ends (a G exited while locked)
+  std::atomic<bool> signalPending{false};  // a preemption signal is on its way
 
   // The action to perform on g0 after the current G switched away:
   // park_m, gosched_m, goexit0, ... (Go's mcall).
@@ -374,6 +377,38 @@ G* getg();
 void gopark(UnlockFn unlockf, void* lock, const char* reason);
 // goready makes gp runnable, into the current P's runnext.
 void goready(G* gp);
+// NoPreempt marks a runtime entry point that runs on a goroutine: while one
+// is active the goroutine is not preempted asynchronously (preempt.cpp).
+struct NoPreempt {
+  G* gp;
+  NoPreempt() : gp(getg()) {
+    if (gp) {
+      gp->nopreempt.fetch_add(1, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
+  }
+  ~NoPreempt() {
+    if (gp) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      gp->nopreempt.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+  NoPreempt(const NoPreempt&) = delete;
+  NoPreempt& operator=(const NoPreempt&) = delete;
+};
+
+// For the signal handler: this thread's M and G (direct TLS reads), and how
+// many runtime Locks it holds.
+M* m_of_thread();
+G* g_of_thread();
+int locks_held_by_thread();
+void preempt_init();
+void preempt_m(M* mp);
+extern std::atomic<bool> async_preempt_enabled;
+void lock_os_thread_internal();
+void unlock_os_thread_internal();
+void gosched_preempted();
+
 // goyield: like gosched, but the G goes to the tail of the local queue, so
 // a G just readied into runnext runs first (a direct hand-off).
 void goyield();
@@ -389,6 +424,7 @@ struct DebugVars {
   std::int32_t scheddetail = 0;
   std::int32_t startmlegacy = 0; // pre-#59600 lock handling (test hooks only)
   std::int32_t stacksize_kb = 0;
+  std::int32_t asyncpreemptoff = 0;
 };
 extern DebugVars debug;
 void parsedebugvars();

@@ -67,6 +67,7 @@ bool selparkcommit(G*, void* arg) {
 }  // namespace
 
 SelectResult selectgo(SelectCase* cases, int ncases, bool block) {
+  NoPreempt np;
   checkpreempt();
   if (ncases > 65535) goro::panic("select: too many cases");
   if (ncases == 0) {
@@ -91,10 +92,25 @@ SelectResult selectgo(SelectCase* cases, int ncases, bool block) {
     pollorder[i] = pollorder[j];
     pollorder[j] = static_cast<std::uint16_t>(i);
   }
-  for (int i = 0; i < ncases; i++) lockorder[i] = static_cast<std::uint16_t>(i);
-  std::sort(lockorder, lockorder + ncases, [&](std::uint16_t a, std::uint16_t b) {
-    return reinterpret_cast<std::uintptr_t>(cases[a].c) < reinterpret_cast<std::uintptr_t>(cases[b].c);
-  });
+  // Lock order: by channel address. Built from the poll order with a
+  // stable sort, so that cases on the same channel keep their random
+  // relative order: they are enqueued in lock order, and which of them a
+  // partner finds first must be random too (Go's TestPseudoRandomSend).
+  for (int i = 0; i < ncases; i++) lockorder[i] = pollorder[i];
+  auto key = [&](std::uint16_t k) { return reinterpret_cast<std::uintptr_t>(cases[k].c); };
+  if (ncases <= 32) {
+    for (int i = 1; i < ncases; i++) {  // insertion sort: stable, no allocation
+      std::uint16_t v = lockorder[i];
+      int j = i - 1;
+      while (j >= 0 && key(lockorder[j]) > key(v)) {
+        lockorder[j + 1] = lockorder[j];
+        j--;
+      }
+      lockorder[j + 1] = v;
+    }
+  } else {
+    std::stable_sort(lockorder, lockorder + ncases, [&](std::uint16_t a, std::uint16_t b) { return key(a) < key(b); });
+  }
 
   sellock(cases, lockorder, ncases);
 

@@ -91,6 +91,7 @@ bool semaparkcommit(G*, void* arg) {
 }  // namespace
 
 void semacquire(std::uint32_t* addr, bool lifo, int) {
+  NoPreempt np;
   if (cansemacquire(addr)) return;
   if (!getg()) throw_("semacquire: called outside a goroutine");
   SemaRoot* root = semroot(addr);
@@ -111,6 +112,7 @@ void semacquire(std::uint32_t* addr, bool lifo, int) {
 }
 
 void semrelease(std::uint32_t* addr, bool handoff) {
+  detail::NoPreempt np;
   SemaRoot* root = semroot(addr);
   std::atomic_ref<std::uint32_t>(*addr).fetch_add(1);
   // Easy case: no waiters? (The check must come after the increment, to
@@ -147,6 +149,7 @@ using detail::semrelease;
 // WaitGroup
 // ---------------------------------------------------------------------------
 void WaitGroup::add(int delta) {
+  detail::NoPreempt np;
   std::atomic_ref<std::uint64_t> st(state_);
   std::uint64_t state = st.fetch_add(static_cast<std::uint64_t>(static_cast<std::int64_t>(delta)) << 32) +
                         (static_cast<std::uint64_t>(static_cast<std::int64_t>(delta)) << 32);
@@ -163,6 +166,7 @@ void WaitGroup::add(int delta) {
 }
 
 void WaitGroup::wait() {
+  detail::NoPreempt np;
   std::atomic_ref<std::uint64_t> st(state_);
   for (;;) {
     std::uint64_t state = st.load();
@@ -230,6 +234,7 @@ bool Mutex::try_lock() {
 }
 
 void Mutex::lock_slow() {
+  detail::NoPreempt np;
   std::atomic_ref<std::int32_t> st(state_);
   std::int64_t waitStartTime = 0;
   bool starving = false;
@@ -297,6 +302,7 @@ void Mutex::unlock() {
 }
 
 void Mutex::unlock_slow(std::int32_t nw) {
+  detail::NoPreempt np;
   std::atomic_ref<std::int32_t> st(state_);
   if (((nw + mutexLocked) & mutexLocked) == 0) detail::fatal_("sync: unlock of unlocked mutex");
   if ((nw & mutexStarving) == 0) {

@@ -217,6 +217,7 @@ namespace goro {
 using namespace detail;
 
 void sleep_for(std::chrono::nanoseconds d) {
+  NoPreempt np;
   if (d.count() <= 0) return;
   G* gp = getg();
   if (!gp) {
@@ -238,6 +239,7 @@ void sleep_for(std::chrono::nanoseconds d) {
 }
 
 Chan<Clock::time_point> after(std::chrono::nanoseconds d) {
+  NoPreempt np;
   auto* a = new TimerImpl();
   a->t.when = nanotime() + (d.count() > 0 ? d.count() : 0);
   a->t.arg = a;
@@ -251,6 +253,7 @@ Chan<Clock::time_point> after(std::chrono::nanoseconds d) {
 }
 
 goro::Timer::Timer(std::chrono::nanoseconds d) : impl_(new TimerImpl()) {
+  NoPreempt np;
   impl_->t.waitable = true;
   impl_->t.arg = impl_;
   impl_->t.f = sendTime;
@@ -259,15 +262,20 @@ goro::Timer::Timer(std::chrono::nanoseconds d) : impl_(new TimerImpl()) {
 }
 
 goro::Timer::~Timer() {
+  NoPreempt np;
   deltimer(&impl_->t);  // waits for a running send to finish
   delete impl_;
 }
 
 Chan<Clock::time_point> goro::Timer::chan() const { return impl_->c; }
 
-bool goro::Timer::stop() { return deltimer(&impl_->t); }
+bool goro::Timer::stop() {
+  NoPreempt np;
+  return deltimer(&impl_->t);
+}
 
 bool goro::Timer::reset(std::chrono::nanoseconds d) {
+  NoPreempt np;
   bool active = deltimer(&impl_->t);
   impl_->t.when = nanotime() + (d.count() > 0 ? d.count() : 0);
   addtimer(&impl_->t);
