@@ -30,8 +30,22 @@
 //            Gs alternate sender/receiver on unbuffered channels, sleeping
 //            DELAY (receiver) and DELAY+5us (sender) in a blocking
 //            nanosleep inside goro::syscall; ns per round
+//   echo     [R=20000] [C=1] [SIZE=64] [LIMIT_MS=20000]  loopback TCP echo
+//            server and load generator in one process: C client Gs, one
+//            connection each to 127.0.0.1, R/C requests of SIZE bytes each,
+//            one at a time; requests/s and latency p50/p99/max. A client
+//            stops early after LIMIT_MS (n is then the requests done).
+//            Built only when the runtime has goro/net.h and net.cpp.
 // The number of Ps comes from GORO_MAXPROCS (the runtime reads it).
 #include <goro/goro.h>
+// GORO_BENCH_NET: set by CMake when the runtime library builds net.cpp.
+#if defined(GORO_BENCH_NET) && __has_include(<goro/net.h>)
+#include <goro/net.h>
+#include <sys/resource.h>
+
+#include <memory>
+#define GORO_BENCH_HAVE_NET 1
+#endif
 
 #include <time.h>
 
@@ -430,12 +444,108 @@ int wakeup_syscall(long n, long delay_us) {
   });
 }
 
+#if defined(GORO_BENCH_HAVE_NET)
+int echo(long r, long c, long size, long limit_ms) {
+  // 1,000 connections need 2,000+ descriptors; Go raises RLIMIT_NOFILE's
+  // soft limit to the hard one at start, so do the same here.
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return goro::run([r, c, size, limit_ms]() -> int {
+    auto lr = goro::net::listen("tcp4", "127.0.0.1:0");
+    if (!lr) {
+      std::fprintf(stderr, "echo: listen: %s\n", lr.error().message().c_str());
+      return 1;
+    }
+    // Shared with the accept loop, which may still be returning from a
+    // closed accept when main ends.
+    auto ln = std::make_shared<goro::net::Listener>(std::move(*lr));
+    goro::go([lnp = ln] {
+      for (;;) {
+        auto conn = lnp->accept();
+        if (!conn) return;
+        goro::go([cn = std::move(*conn)]() mutable {
+          std::vector<char> buf(4096);
+          for (;;) {
+            auto rr = cn.read(buf.data(), buf.size());
+            if (rr.n > 0 && !cn.write(buf.data(), rr.n)) break;
+            if (!rr) break;
+          }
+          (void)cn.close();
+        });
+      }
+    });
+    std::string addr = ln->addr();
+    long per = r / c;
+    std::vector<goro::net::Conn> conns;
+    conns.reserve(static_cast<std::size_t>(c));
+    for (long i = 0; i < c; i++) {
+      auto d = goro::net::dial("tcp4", addr);
+      if (!d) {
+        std::fprintf(stderr, "echo: dial: %s\n", d.error().message().c_str());
+        return 1;
+      }
+      conns.push_back(std::move(*d));
+    }
+    std::vector<std::vector<long long>> lat(static_cast<std::size_t>(c));
+    goro::WaitGroup wg;
+    goro::Chan<int> startc;
+    const auto limit = std::chrono::milliseconds(limit_ms);
+    wg.add(static_cast<int>(c));
+    for (long i = 0; i < c; i++) {
+      goro::go([i, per, size, limit, startc, &conns, &lat, &wg]() mutable {
+        goro::net::Conn& conn = conns[static_cast<std::size_t>(i)];
+        std::vector<char> out(static_cast<std::size_t>(size)), in(static_cast<std::size_t>(size));
+        for (long j = 0; j < size; j++) out[static_cast<std::size_t>(j)] = static_cast<char>(i + j);
+        std::vector<long long> l;
+        l.reserve(static_cast<std::size_t>(per));
+        startc.recv();
+        auto t0 = Clock::now();
+        for (long j = 0; j < per; j++) {
+          auto t = Clock::now();
+          if (t - t0 > limit) break;
+          if (auto w = conn.write(out.data(), out.size()); !w) {
+            std::fprintf(stderr, "echo: write: %s\n", w.err.message().c_str());
+            std::exit(1);
+          }
+          if (auto rd = conn.read_full(in.data(), in.size()); !rd) {
+            std::fprintf(stderr, "echo: read: %s\n", rd.err.message().c_str());
+            std::exit(1);
+          }
+          l.push_back(since_ns(t));
+        }
+        if (in.front() != out.front() || in.back() != out.back()) {
+          std::fprintf(stderr, "echo: wrong echo\n");
+          std::exit(1);
+        }
+        lat[static_cast<std::size_t>(i)] = std::move(l);
+        wg.done();
+      });
+    }
+    auto t0 = Clock::now();
+    startc.close();
+    wg.wait();
+    long long ns = since_ns(t0);
+    for (auto& cn : conns) (void)cn.close();
+    (void)ln->close();
+    std::vector<long long> all;
+    for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+    std::sort(all.begin(), all.end());
+    std::printf("RESULT name=echo ns=%lld n=%zu conns=%ld size=%ld procs=%d p50_ns=%lld p99_ns=%lld max_ns=%lld\n", ns,
+                all.size(), c, size, goro::maxprocs(), pct(all, 0.50), pct(all, 0.99), pct(all, 1.0));
+    return 0;
+  });
+}
+#endif
+
 void usage() {
   std::fprintf(stderr,
                "usage: goro_workloads NAME [ARGS]\n"
                "  spawn [N] | pingpong [N] | prodcons [N] | yield [N] [G] | skynet [N] | park [N]\n"
                "  select [N] [K] [CAP] | selectu [N] [K] | chanpc [N] [CAP] | sleep [N] [SEED]\n"
-               "  wakesys [N] [DELAY_US]\n"
+               "  wakesys [N] [DELAY_US] | echo [R] [C] [SIZE] [LIMIT_MS]\n"
                "Ps: GORO_MAXPROCS=n\n");
 }
 
@@ -447,6 +557,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string_view w = argv[1];
+  if (w == "--list") {  // the workloads this binary has (for compare-go)
+    std::printf("spawn pingpong prodcons yield skynet park select selectu chanpc sleep wakesys%s\n",
+#if defined(GORO_BENCH_NET)
+                " echo"
+#else
+                ""
+#endif
+    );
+    return 0;
+  }
   if (w == "spawn") return spawn(arg_or(argc, argv, 2, 1000000));
   if (w == "pingpong") return pingpong(arg_or(argc, argv, 2, 1000000));
   if (w == "prodcons") return prodcons(arg_or(argc, argv, 2, 1000000));
@@ -458,6 +578,11 @@ int main(int argc, char** argv) {
   if (w == "selectu") return select_uncontended(arg_or(argc, argv, 2, 1000000), arg_or(argc, argv, 3, 2));
   if (w == "chanpc") return chan_prod_cons(arg_or(argc, argv, 2, 1000000), arg_or(argc, argv, 3, 0));
   if (w == "sleep") return sleepers(arg_or(argc, argv, 2, 100000), arg_or(argc, argv, 3, 1));
+#if defined(GORO_BENCH_HAVE_NET)
+  if (w == "echo")
+    return echo(arg_or(argc, argv, 2, 20000), arg_or(argc, argv, 3, 1), arg_or(argc, argv, 4, 64),
+                arg_or(argc, argv, 5, 20000));
+#endif
   if (w == "wakesys") return wakeup_syscall(arg_or(argc, argv, 2, 2000), arg_or(argc, argv, 3, 0));
   usage();
   return 2;
