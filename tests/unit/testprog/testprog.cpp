@@ -193,6 +193,124 @@ int PrintMaxprocs() {
 // main's value becomes the exit status.
 int ExitStatus7() { return 7; }
 
+// --- Blocking operations: select, timers, locked threads --------------------
+// (crash_blocking_test.cpp; Go: testdata/testprog/deadlock.go,
+// lockosthread.go)
+
+// A select whose chosen case is a send on a closed channel panics.
+int SelectSendOnClosedChannel() {
+  goro::Chan<int> c(1);
+  goro::Chan<int> never;
+  c.close();
+  goro::select(goro::on_recv(never), goro::on_send(c, 1));
+  not_reached();
+  return 0;
+}
+
+// Go's own SimpleDeadlock: `select {}` in main.
+int SelectNoCases() {
+  goro::select();
+  not_reached();
+  return 0;
+}
+
+// The same in every goroutine: a goroutine blocked in `select {}` counts as
+// blocked forever, too.
+int SelectNoCasesEverywhere() {
+  goro::go([] { goro::select(); });
+  goro::select();
+  not_reached();
+  return 0;
+}
+
+// Not a deadlock: no goroutine can run, but a timer is pending and will
+// wake main. Prints "OK".
+int SleepInMain() {
+  goro::sleep_for(std::chrono::milliseconds(50));
+  std::printf("OK\n");
+  return 0;
+}
+
+// Not a deadlock: main waits on a channel that a sleeping goroutine will
+// send on, and on an `after` channel.
+int SleepingGoroutineWakesMain() {
+  goro::Chan<int> c;
+  goro::go([c]() mutable {
+    goro::sleep_for(std::chrono::milliseconds(30));
+    c.send(1);
+  });
+  auto v = c.recv();
+  auto t = goro::after(std::chrono::milliseconds(30)).recv();
+  if (v == 1 && t.has_value()) std::printf("OK\n");
+  return 0;
+}
+
+// A deadlock after the last timer has fired is still a deadlock.
+int DeadlockAfterTimers() {
+  goro::sleep_for(std::chrono::milliseconds(20));
+  goro::Chan<int> never;
+  never.recv();
+  not_reached();
+  return 0;
+}
+
+// A stopped timer wakes nobody: main blocked on its channel is deadlocked.
+int DeadlockOnStoppedTimer() {
+  goro::Timer t(std::chrono::milliseconds(20));
+  t.stop();
+  t.chan().recv();
+  not_reached();
+  return 0;
+}
+
+// Go's LockedDeadlock: main locked to its thread and blocked forever.
+int LockedDeadlock() {
+  goro::lock_os_thread();
+  goro::select();
+  not_reached();
+  return 0;
+}
+
+// Go's LockedDeadlock2: a locked goroutine and main, both blocked forever.
+int LockedDeadlock2() {
+  goro::go([] {
+    goro::lock_os_thread();
+    goro::select();
+  });
+  goro::sleep_for(std::chrono::milliseconds(1));
+  goro::select();
+  not_reached();
+  return 0;
+}
+
+// Go's LockOSThreadMain, in spirit: with one P, a goroutine locks its
+// thread and exits while locked (ending that thread); main sleeps and
+// carries on, on some other thread. Prints "OK".
+int LockOSThreadExit() {
+  goro::Chan<bool> ready(1);
+  goro::go([ready]() mutable {
+    goro::lock_os_thread();
+    ready.send(true);
+  });
+  ready.recv();
+  goro::sleep_for(std::chrono::milliseconds(1));
+  goro::Chan<int> c;
+  goro::go([c]() mutable { c.send(1); });
+  if (c.recv() == 1) std::printf("OK\n");
+  return 0;
+}
+
+// Not a deadlock: main waits for a goroutine blocked in a long system call.
+int GoroutineInSyscallIsNotDeadlock() {
+  goro::Chan<int> c;
+  goro::go([c]() mutable {
+    goro::syscall([] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); });
+    c.send(1);
+  });
+  if (c.recv() == 1) std::printf("OK\n");
+  return 0;
+}
+
 using Scenario = int (*)();
 
 const std::map<std::string, Scenario>& scenarios() {
@@ -213,6 +331,17 @@ const std::map<std::string, Scenario>& scenarios() {
       {"NumGoroutine", NumGoroutine},
       {"PrintMaxprocs", PrintMaxprocs},
       {"ExitStatus7", ExitStatus7},
+      {"SelectSendOnClosedChannel", SelectSendOnClosedChannel},
+      {"SelectNoCases", SelectNoCases},
+      {"SelectNoCasesEverywhere", SelectNoCasesEverywhere},
+      {"SleepInMain", SleepInMain},
+      {"SleepingGoroutineWakesMain", SleepingGoroutineWakesMain},
+      {"DeadlockAfterTimers", DeadlockAfterTimers},
+      {"DeadlockOnStoppedTimer", DeadlockOnStoppedTimer},
+      {"LockedDeadlock", LockedDeadlock},
+      {"LockedDeadlock2", LockedDeadlock2},
+      {"LockOSThreadExit", LockOSThreadExit},
+      {"GoroutineInSyscallIsNotDeadlock", GoroutineInSyscallIsNotDeadlock},
   };
   return all;
 }
