@@ -176,6 +176,7 @@ std::uint32_t notifyListAdd(NotifyList* l) {
 // notifyListWait parks the calling goroutine until ticket t is notified.
 // The list's lock is taken here and released by gopark once we are parked.
 void notifyListWait(NotifyList* l, std::uint32_t t) GORO_NO_TSA {
+  NoPreempt np;  // a runtime entry point: see preempt.cpp
   G* gp = getg();
   if (!gp) throw_("notifyListWait: called outside a goroutine");
   Lock* lk = notifylock(l);
@@ -194,6 +195,7 @@ void notifyListWait(NotifyList* l, std::uint32_t t) GORO_NO_TSA {
 }
 
 void notifyListNotifyOne(NotifyList* l) {
+  NoPreempt np;  // goready must not be preempted off its P
   // Fast path: no waiter took a ticket since the last notification.
   // (A racing waiter took its ticket after this signal; it is not owed.)
   if (l->wait.load() == l->notify.load()) return;
@@ -226,6 +228,7 @@ void notifyListNotifyOne(NotifyList* l) {
 }
 
 void notifyListNotifyAll(NotifyList* l) {
+  NoPreempt np;  // goready must not be preempted off its P
   // Fast path: nobody waiting since the last notification.
   if (l->wait.load() == l->notify.load()) return;
   Lock* lk = notifylock(l);

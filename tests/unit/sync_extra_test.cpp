@@ -583,8 +583,10 @@ TEST(Cond, BroadcastIsNotStolenByALateWaiter) {
         m.unlock();
         wg.done();
       });
-      goro::Chan<Clock::time_point> timeout = goro::after(2s);
-      if (goro::select(goro::on_recv(ch), goro::on_recv(timeout)) != 0) {
+      // A Timer, not after(): it is stopped and freed when the iteration
+      // ends (an after() channel outlives run() if it has not fired).
+      goro::Timer timeout(2s);
+      if (goro::select(goro::on_recv(ch), goro::on_recv(timeout.chan())) != 0) {
         ADD_FAILURE() << "the first waiter didn't get the broadcast (iteration " << it << ")";
         m.lock();
         done = true;
