@@ -126,6 +126,7 @@ TEST(LockOSThread, LockedGoroutineAlwaysRunsOnItsThread) {
     goro::go([c, done, &moved, &checks]() mutable {
       goro::lock_os_thread();
       const pid_t tid = gettid();
+      goro::Chan<int> never;  // a select case that is never ready
       auto check = [&](const char*) {
         checks.fetch_add(1);
         if (gettid() != tid) moved.fetch_add(1);
@@ -135,7 +136,7 @@ TEST(LockOSThread, LockedGoroutineAlwaysRunsOnItsThread) {
         check("gosched");
         c.recv();
         check("chan recv");
-        goro::select(goro::on_recv(c), goro::on_recv(goro::after(1h)));
+        goro::select(goro::on_recv(c), goro::on_recv(never));
         check("select");
         if (i % 10 == 0) {
           goro::sleep_for(1ms);
