@@ -687,8 +687,8 @@ TEST(NetScheduler, MainBlockedInAcceptWhileAGoroutineDialsLater) {
   });
 }
 
-// A poller sleeping toward a far timer (a goroutine in a select with
-// after(10s)) must notice new readiness at once: a pipe write wakes the
+// A poller sleeping toward a far timer (a goroutine in a select on a 10 s
+// timer) must notice new readiness at once: a pipe write wakes the
 // reader within kPromptly, and a nearer timer added meanwhile (our
 // sleep_for) breaks the long poll instead of waiting 10 s.
 TEST(NetScheduler, PipeWriteWakesTheReaderWhileThePollerSleepsTowardAFarTimer) {
@@ -699,8 +699,10 @@ TEST(NetScheduler, PipeWriteWakesTheReaderWhileThePollerSleepsTowardAFarTimer) {
     goro::WaitGroup wg;
     wg.add(2);
     goro::go([&] {
-      int which = goro::select(goro::on_recv(goro::after(10s)), goro::on_recv(quit));
+      goro::Timer far(10s);  // (a Timer, not after(): stopped, it frees its memory)
+      int which = goro::select(goro::on_recv(far.chan()), goro::on_recv(quit));
       EXPECT_EQ(which, 1) << "the 10 s timer fired: the test took far too long";
+      far.stop();
       wg.done();
     });
     std::atomic<std::int64_t> woke_ns{0};
@@ -735,7 +737,14 @@ TEST(NetScheduler, ExternalPipeWriteWakesAParkedReaderPromptly) {
     auto p = net::pipe();
     ASSERT_TRUE(p.ok());
     goro::Chan<int> quit;
-    goro::go([&] { goro::select(goro::on_recv(goro::after(10s)), goro::on_recv(quit)); });
+    goro::WaitGroup wg;
+    wg.add(1);
+    goro::go([&] {
+      goro::Timer far(10s);
+      goro::select(goro::on_recv(far.chan()), goro::on_recv(quit));
+      far.stop();
+      wg.done();
+    });
     std::atomic<std::int64_t> wrote_ns{0};
     int wfd = p->writer.fd();
     std::thread outsider([&] {
@@ -749,6 +758,7 @@ TEST(NetScheduler, ExternalPipeWriteWakesAParkedReaderPromptly) {
     outsider.join();
     EXPECT_LT(latency, kPromptly);
     quit.close();
+    wg.wait();
   });
 }
 
