@@ -65,7 +65,7 @@ Range exe_text[16];
 int nexe_text = 0;
 struct sigaction old_sigurg;
 
-int collect_main_text(dl_phdr_info* info, std::size_t, void*) {
+[[maybe_unused]] int collect_main_text(dl_phdr_info* info, std::size_t, void*) {
   // The first object reported is the main program.
   for (int i = 0; i < info->dlpi_phnum && nexe_text < 16; i++) {
     const auto& ph = info->dlpi_phdr[i];
@@ -92,7 +92,7 @@ void chain(int sig, siginfo_t* info, void* uc) {
   }
 }
 
-void sigurg(int sig, siginfo_t* info, void* ucv) {
+[[maybe_unused]] void sigurg(int sig, siginfo_t* info, void* ucv) {
   int saved_errno = errno;
   M* mp = m_of_thread();
   G* gp = g_of_thread();

@@ -138,8 +138,8 @@ static inline void setrunqsize(std::int32_t n) GORO_NO_TSA { __atomic_store_n(&s
 // Printing and fatal errors
 // ---------------------------------------------------------------------------
 static Lock printlock;
-void lock_print() { printlock.lock(); }
-void unlock_print() { printlock.unlock(); }
+void lock_print() GORO_NO_TSA { printlock.lock(); }
+void unlock_print() GORO_NO_TSA { printlock.unlock(); }
 
 static void dumpgoroutines() {
   // Best effort: no locks (we may be dying with sched.lock released by us
@@ -782,7 +782,8 @@ static void startlockedm(G* gp) {
 // mcount - nmidle - nmidlelocked - nmsys == 0 with runnable Gs on the global
 // queue, and throws "checkdead: runnable g" on a healthy program. Keeping
 // the lock from pidleget through mget (or mReserveID, #40368) closes it.
-static void startm(P* pp, bool spinning, bool lockheld) {
+// lockheld makes the locking conditional, which the analysis cannot follow.
+static void startm(P* pp, bool spinning, bool lockheld) GORO_NO_TSA {
   if (!lockheld) sched.lock.lock();
   if (!pp) {
     if (spinning) throw_("startm: P required for spinning=true");
@@ -824,8 +825,9 @@ static void startm(P* pp, bool spinning, bool lockheld) {
 
 // handoffp hands off pp from a syscall or locked M. Always runs without a P.
 // It must start an M in every situation where findRunnable would return a G.
-static void handoffp(P* pp) {
-  if (!runqempty(pp) || sched.runqsize != 0) {  // racy read; re-checked below
+// Reads sched.runqsize racily first, as Go does; re-checked under the lock.
+static void handoffp(P* pp) GORO_NO_TSA {
+  if (!runqempty(pp) || __atomic_load_n(&sched.runqsize, __ATOMIC_RELAXED) != 0) {  // racy; re-checked below
     startm(pp, false, false);
     return;
   }
@@ -1034,7 +1036,8 @@ static void gcstopm() {
 // stopTheWorld stops every P. The caller's own P (if it is a G) is stopped
 // in place and stays with its M. Callers without an M (goro::run's thread)
 // just wait.
-static void stopTheWorld() {
+// Reads stopwait after the wait, when no other thread changes it any more.
+static void stopTheWorld() GORO_NO_TSA {
   M* mp = getm();
   sched.lock.lock();
   sched.stopwait = gomaxprocs.load();

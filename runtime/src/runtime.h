@@ -260,6 +260,9 @@ struct RuntimeTimer {
   void (*f)(void* arg, std::uintptr_t seq) = nullptr;
   void* arg = nullptr;
   std::uintptr_t seq = 0;
+  // Called instead of f when the timer is dropped unfired (goro::run's
+  // end), for timers that own their memory.
+  void (*drop)(void* arg) = nullptr;
   // waitable: deltimer waits for a running f to return (the owner may free
   // the timer afterwards). A non-waitable timer is forgotten by the runtime
   // before f is called (sleep's timer lives on the sleeper's stack).

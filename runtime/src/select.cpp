@@ -31,7 +31,8 @@ std::uint32_t cheaprandn(std::uint32_t n) {
   return static_cast<std::uint32_t>((static_cast<__uint128_t>(static_cast<std::uint32_t>(x >> 32)) * n) >> 32);
 }
 
-void sellock(SelectCase* cases, const std::uint16_t* lockorder, int n) {
+// Locks a variable set of channels: beyond what the analysis can express.
+void sellock(SelectCase* cases, const std::uint16_t* lockorder, int n) GORO_NO_TSA {
   hchan* last = nullptr;
   for (int i = 0; i < n; i++) {
     hchan* c = cases[lockorder[i]].c;
@@ -42,7 +43,7 @@ void sellock(SelectCase* cases, const std::uint16_t* lockorder, int n) {
   }
 }
 
-void selunlock(SelectCase* cases, const std::uint16_t* lockorder, int n) {
+void selunlock(SelectCase* cases, const std::uint16_t* lockorder, int n) GORO_NO_TSA {
   // Unlock in reverse order; a channel appearing several times in a row is
   // unlocked once, at its last (first in lock order) appearance.
   for (int i = n - 1; i >= 0; i--) {

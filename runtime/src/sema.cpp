@@ -83,14 +83,15 @@ SemaWaiter* dequeue(SemaRoot* root, std::uint32_t* addr) {
   return nullptr;
 }
 
-bool semaparkcommit(G*, void* arg) {
+// The root's lock is taken by the G and released on g0 after the park.
+bool semaparkcommit(G*, void* arg) GORO_NO_TSA {
   static_cast<SemaRoot*>(arg)->lock.unlock();
   return true;
 }
 
 }  // namespace
 
-void semacquire(std::uint32_t* addr, bool lifo, int) {
+void semacquire(std::uint32_t* addr, bool lifo, int) GORO_NO_TSA {
   NoPreempt np;
   if (cansemacquire(addr)) return;
   if (!getg()) throw_("semacquire: called outside a goroutine");

@@ -176,6 +176,7 @@ void cleartimers() {
       heap_remove(pp, t);
       t->pp.store(nullptr, std::memory_order_release);
       t->status.store(kTimerIdle, std::memory_order_release);
+      if (t->drop) t->drop(t->arg);
     }
     update_timer0(pp);
     pp->timersLock.unlock();
@@ -247,6 +248,7 @@ Chan<Clock::time_point> after(std::chrono::nanoseconds d) {
     sendTime(arg, seq);
     delete static_cast<TimerImpl*>(arg);  // not waitable: the runtime forgot it
   };
+  a->t.drop = [](void* arg) { delete static_cast<TimerImpl*>(arg); };
   Chan<Clock::time_point> c = a->c;
   addtimer(&a->t);
   return c;

@@ -333,7 +333,7 @@ int run_select(Tuple& cases, std::index_sequence<I...>) {
   constexpr int ndefault = (0 + ... + (is_default_case<std::decay_t<std::tuple_element_t<I, Tuple>>> ? 1 : 0));
   static_assert(ndefault <= 1, "goro::select: at most one on_default case");
   SelectCase sc[N];
-  int map[N];
+  int map[N] = {};
   int n = 0;
   int defidx = -1;
   auto add = [&](auto& cas, int i) {
