@@ -32,7 +32,7 @@ constexpr bool kAsync = true;
 #endif
 
 // A loop with no call into the runtime: only arithmetic and a relaxed load.
-void spin_until(const std::atomic<bool>& stop, std::atomic<bool>& moved_thread) {
+[[maybe_unused]] void spin_until(const std::atomic<bool>& stop, std::atomic<bool>& moved_thread) {
   long t0 = tid();
   unsigned long x = 1;
   for (unsigned long i = 0; !stop.load(std::memory_order_relaxed); i++) {
