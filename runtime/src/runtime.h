@@ -384,16 +384,19 @@ void goready(G* gp);
 // is active the goroutine is not preempted asynchronously (preempt.cpp).
 struct NoPreempt {
   G* gp;
+  // Only the G itself writes its count, and only a signal handler on the
+  // same thread reads it: a plain load and store (no locked RMW) suffice,
+  // with signal fences keeping the compiler from moving them.
   NoPreempt() : gp(getg()) {
     if (gp) {
-      gp->nopreempt.fetch_add(1, std::memory_order_relaxed);
+      gp->nopreempt.store(gp->nopreempt.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       std::atomic_signal_fence(std::memory_order_seq_cst);
     }
   }
   ~NoPreempt() {
     if (gp) {
       std::atomic_signal_fence(std::memory_order_seq_cst);
-      gp->nopreempt.fetch_sub(1, std::memory_order_relaxed);
+      gp->nopreempt.store(gp->nopreempt.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
     }
   }
   NoPreempt(const NoPreempt&) = delete;
