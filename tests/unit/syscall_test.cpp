@@ -223,6 +223,11 @@ TEST(Syscall, ReturningGoroutinesGetAPBackOneAtATime) {
       goro::go([&] {
         for (int round = 0; round < 3; round++) {
           goro::syscall([] { usleep(30000); });  // long enough to lose the P
+          // Start a fresh time slice: coming back on the fast path keeps the
+          // P's stale schedtick, and sysmon may then preempt us (as Go's
+          // would) inside the region below, which would let the other
+          // goroutine in while we are switched out, not running.
+          goro::gosched();
           // Back in goro code: we hold a P. Nobody else may, meanwhile.
           int now = running.fetch_add(1) + 1;
           int prev = max_running.load();
