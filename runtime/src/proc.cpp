@@ -868,6 +868,13 @@ static void handoffp(P* pp) GORO_NO_TSA {
 static void wakep() {
   // Be conservative about spinning threads: only start one if none spins.
   if (sched.nmspinning.load() != 0) return;
+  // Ours, not Go 1.21's: with no idle P, wakep can only record that a
+  // spinning M is wanted (needspinning, which needs sched.lock). If that is
+  // recorded already, taking sched.lock to record it again is pure
+  // contention: with every P busy, every goready would do it. (Measured
+  // with goro_workloads chanpc on 2 Ps: cap 0 536 -> 405 ns/item, cap 10
+  // 260 -> 200 ns/item, 4 interleaved runs each.)
+  if (sched.npidle.load() == 0 && sched.needspinning.load() == 1) return;
   std::int32_t zero = 0;
   if (!sched.nmspinning.compare_exchange_strong(zero, 1)) return;
   sched.lock.lock();
