@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <goro/goro.h>
+#include "testutil.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +27,9 @@
 #include "export_test.h"
 
 namespace {
+
+using goro_test::eventually;
+using goro_test::expect_only_main_left;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -41,17 +45,7 @@ class ScopedMaxprocs {
   int prev_;
 };
 
-template <typename Pred>
-bool eventually(Pred pred, Clock::duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred() && Clock::now() < deadline) goro::gosched();
-  return pred();
-}
 
-void expect_only_main_left() {
-  EXPECT_TRUE(eventually([] { return goro::num_goroutine() == 1; }))
-      << "goroutines started by the test did not exit: num_goroutine=" << goro::num_goroutine();
-}
 
 std::string counts_str(const goro::testexport::LockedCounts& c) {
   return "external=" + std::to_string(c.external) + " internal=" + std::to_string(c.internal) +

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <goro/goro.h>
+#include "testutil.h"
 
 #include <atomic>
 #include <chrono>
@@ -23,6 +24,9 @@
 #include <vector>
 
 namespace {
+
+using goro_test::eventually;
+using goro_test::expect_only_main_left;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -40,18 +44,8 @@ class ScopedMaxprocs {
 };
 
 // Yield until pred() holds or `timeout` passes; returns pred().
-template <typename Pred>
-bool eventually(Pred pred, Clock::duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred() && Clock::now() < deadline) goro::gosched();
-  return pred();
-}
 
 // Goroutines hold channel handles; let them all exit before run returns.
-void expect_only_main_left() {
-  EXPECT_TRUE(eventually([] { return goro::num_goroutine() == 1; }))
-      << "goroutines started by the test did not exit: num_goroutine=" << goro::num_goroutine();
-}
 
 // ---------------------------------------------------------------------------
 // Go's tests

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <goro/goro.h>
+#include "testutil.h"
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +20,9 @@
 #include <vector>
 
 namespace {
+
+using goro_test::eventually;
+using goro_test::expect_only_main_left;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -48,17 +52,7 @@ class ScopedMaxprocs {
   int prev_;
 };
 
-template <typename Pred>
-bool eventually(Pred pred, Clock::duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred() && Clock::now() < deadline) goro::gosched();
-  return pred();
-}
 
-void expect_only_main_left() {
-  EXPECT_TRUE(eventually([] { return goro::num_goroutine() == 1; }))
-      << "goroutines started by the test did not exit: num_goroutine=" << goro::num_goroutine();
-}
 
 // A few hundred cycles of work inside a critical section (Go's `for i :=
 // 0; i < 100; i++ {}`), opaque to the optimiser.

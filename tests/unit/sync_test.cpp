@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <goro/goro.h>
+#include "testutil.h"
 
 #include <atomic>
 #include <chrono>
@@ -13,6 +14,10 @@
 #include <vector>
 
 namespace {
+
+using goro_test::sleep_cooperatively;
+using goro_test::eventually;
+using goro_test::expect_only_main_left;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -28,22 +33,8 @@ class ScopedMaxprocs {
   int prev_;
 };
 
-void sleep_cooperatively(Clock::duration d) {
-  const auto deadline = Clock::now() + d;
-  while (Clock::now() < deadline) goro::gosched();
-}
 
-template <typename Pred>
-bool eventually(Pred pred, Clock::duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred() && Clock::now() < deadline) goro::gosched();
-  return pred();
-}
 
-void expect_only_main_left() {
-  EXPECT_TRUE(eventually([] { return goro::num_goroutine() == 1; }))
-      << "goroutines started by the test did not exit: num_goroutine=" << goro::num_goroutine();
-}
 
 // ---------------------------------------------------------------------------
 // WaitGroup

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <goro/goro.h>
+#include "testutil.h"
 
 #include <poll.h>
 #include <unistd.h>
@@ -25,6 +26,9 @@
 
 namespace {
 
+using goro_test::eventually;
+using goro_test::expect_only_main_left;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -39,17 +43,7 @@ class ScopedMaxprocs {
   int prev_;
 };
 
-template <typename Pred>
-bool eventually(Pred pred, Clock::duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred() && Clock::now() < deadline) goro::gosched();
-  return pred();
-}
 
-void expect_only_main_left() {
-  EXPECT_TRUE(eventually([] { return goro::num_goroutine() == 1; }))
-      << "goroutines started by the test did not exit: num_goroutine=" << goro::num_goroutine();
-}
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <goro/goro.h>
+#include "testutil.h"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -24,6 +25,9 @@
 
 namespace {
 
+using goro_test::eventually;
+using goro_test::expect_only_main_left;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -31,17 +35,7 @@ using Clock = std::chrono::steady_clock;
 // machine; far beyond any sysmon or scheduling delay.
 constexpr Clock::duration kLateness = 1s;
 
-template <typename Pred>
-bool eventually(Pred pred, Clock::duration timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!pred() && Clock::now() < deadline) goro::gosched();
-  return pred();
-}
 
-void expect_only_main_left() {
-  EXPECT_TRUE(eventually([] { return goro::num_goroutine() == 1; }))
-      << "goroutines started by the test did not exit: num_goroutine=" << goro::num_goroutine();
-}
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
