@@ -87,7 +87,6 @@ M* allm = nullptr;
 // The global free-G list.
 Lock gfreelock;
 G* gfree_global = nullptr;
-std::int32_t gfree_global_n = 0;
 
 // Ps with nothing in them, as a bit mask for stealWork's fast skip.
 std::atomic<std::uint64_t> idlepMask[kMaxGomaxprocs / 64];
@@ -100,7 +99,6 @@ std::mutex run_mu;  // one goro::run at a time
 // The main goroutine's lifecycle, for run_main and checkdead.
 std::atomic<bool> main_running{false};
 Note main_done;
-G* maingp = nullptr;
 
 // worldsema serialises stop-the-world: one maxprocs() or main-exit at a
 // time. Gs park on it; threads outside the runtime poll it.
@@ -1170,7 +1168,6 @@ static void p_destroy(P* pp, P* heir) GORO_REQUIRES(sched.lock) {
     pp->gfreecnt--;
     gp->schedlink = gfree_global;
     __atomic_store_n(&gfree_global, gp, __ATOMIC_RELAXED);
-    gfree_global_n++;
   }
   gfreelock.unlock();
   pp->status.store(_Pdead, std::memory_order_relaxed);
@@ -1325,7 +1322,6 @@ static void gfput(P* pp, G* gp) {
       pp->gfreecnt--;
       g->schedlink = gfree_global;
       __atomic_store_n(&gfree_global, g, __ATOMIC_RELAXED);
-      gfree_global_n++;
     }
     gfreelock.unlock();
   }
@@ -1338,7 +1334,6 @@ static G* gfget(P* pp) {
     while (pp->gfreecnt < 32 && gfree_global) {
       G* g = gfree_global;
       __atomic_store_n(&gfree_global, g->schedlink, __ATOMIC_RELAXED);
-      gfree_global_n--;
       g->schedlink = pp->gfree;
       pp->gfree = g;
       pp->gfreecnt++;
@@ -2299,7 +2294,6 @@ int run_main(ClosureFn fn, void* closure) {
   gp->sp = ctx_make(top - 16, gostart, gp);
   gp->is_main = true;
   gp->goid = newgoid(nullptr);
-  maingp = gp;
   main_done.clear();
   ngoroutines.fetch_add(1);
   casgstatus(gp, _Gdead, _Grunnable);
@@ -2320,7 +2314,6 @@ int run_main(ClosureFn fn, void* closure) {
   sched.lock.unlock();
   startTheWorld();
   worldsema_release();
-  maingp = nullptr;
   return 0;
 }
 

@@ -174,7 +174,6 @@ struct G {
   bool is_sys = false;        // a runtime-internal G (not counted)
   std::atomic<bool> preempt{false};  // preemption requested at next safe point
   const char* waitreason = nullptr;
-  std::int64_t waitsince = 0;
   // Channel wait bookkeeping (chan.cpp)
   Sudog* waiting = nullptr;
   void* param = nullptr;
