@@ -2297,11 +2297,15 @@ int run_main(ClosureFn fn, void* closure) {
   main_done.clear();
   ngoroutines.fetch_add(1);
   casgstatus(gp, _Gdead, _Grunnable);
-  main_running.store(true, std::memory_order_release);
+  // Queue main and count an M for it in one sched.lock section: sysmon's
+  // first act is a checkdead, and between a queued main and an M counted
+  // for it, that checkdead would see a runnable G and no running M (the
+  // #59600 shape: startm with the lock held).
   sched.lock.lock();
+  main_running.store(true, std::memory_order_release);
   globrunqput(gp);
+  startm(nullptr, false, true);
   sched.lock.unlock();
-  startm(nullptr, false, false);
   wake_sysmon();
 
   main_done.sleep();
