@@ -8,18 +8,16 @@
  * the kernel's fixed-width __u64/__s32 types: BPF code gets them from
  * vmlinux.h, userspace from <linux/types.h>.
  *
- * What is here today:
- *   - GORO_SHARED_DSQ, the id of the one shared dispatch queue;
+ * What is here:
+ *   - GORO_SHARED_DSQ / GORO_SPIN_DSQ, the ids of our dispatch queues;
  *   - enum goro_stat, the indices of the per-CPU counters in the `stats` map;
  *   - struct goro_exit_info and the exit kinds, so userspace can report
- *     why the kernel unloaded us (see "Exit info" below).
- *
- * What comes later (issue 2, the runtime-aware policy): the runtime's
- * exported P/M state -- which threads are Ms, which M holds which P, which
- * Ms are spinning and which hold sched.lock -- will be declared here as a
- * struct the runtime writes into a shared, mmapable map. It must stay
- * advisory: the BPF side may never let forward progress depend on the
- * runtime process (it can be frozen, faulting or dead).
+ *     why the kernel unloaded us (see "Exit info" below);
+ *   - THE RUNTIME EXPORT (ABI GORO_EXPORT_ABI): what a goro process tells the
+ *     kernel about its Ms and Ps, what the kernel tells it back, and how a
+ *     process attaches (see "The runtime export" below);
+ *   - struct goro_event, what the BPF side reports to the loader through
+ *     the `events` ring buffer (in-kernel checkdead).
  */
 #ifndef GORO_SCX_GORO_H
 #define GORO_SCX_GORO_H
@@ -33,6 +31,8 @@
  * built-in queues (SCX_DSQ_LOCAL, SCX_DSQ_GLOBAL, ...) have the top bit set.
  */
 #define GORO_SHARED_DSQ 0ULL
+/* Spinning Ms wait here: consumed only when GORO_SHARED_DSQ is empty (or after an age bound). */
+#define GORO_SPIN_DSQ 1ULL
 
 /*
  * Per-CPU event counters, one __u64 each, in the BPF_MAP_TYPE_PERCPU_ARRAY
@@ -100,6 +100,278 @@ struct goro_exit_info {
 	char reason[GORO_EXIT_REASON_LEN];
 	char msg[GORO_EXIT_MSG_LEN];
 	char dump[GORO_EXIT_DUMP_LEN];
+};
+
+
+/*
+ * ===========================================================================
+ * The runtime export (ABI 1)
+ * ===========================================================================
+ *
+ * A goro process tells scx_goro which of its threads are Ms and what each
+ * is doing; scx_goro tells the process which of its Ms the kernel sees
+ * runnable. Both directions live in ONE page-aligned block of memory per
+ * process, struct goro_proc_export, shared between the process, the BPF
+ * program and the loader.
+ *
+ * The mechanism, and why
+ * ----------------------
+ * The block is the single value of a BPF_MAP_TYPE_ARRAY created with
+ * BPF_F_MMAPABLE by the loader, one such map per attached process, all of
+ * them inner maps of the BPF_MAP_TYPE_ARRAY_OF_MAPS `goro_procs` (index =
+ * the process's slot). The process mmap()s its map (MAP_SHARED) and from
+ * then on publishes with plain stores: no system call on any path. The BPF
+ * side reads the same memory with two map lookups (slot -> inner map ->
+ * value), from any scheduling callback, whatever task is current.
+ *
+ * How a process gets its map -- attaching:
+ *   1. Discovery: the directory GORO_SCX_PIN_DIR exists while a scx_goro
+ *      loader runs (it pins its `stats` map there, for `scx_goro --monitor`).
+ *      No directory: the runtime runs standalone (one GORO_DEBUG line).
+ *   2. The process connects to the loader's SOCK_SEQPACKET Unix socket at
+ *      GORO_SCX_SOCK and sends struct goro_hello. The loader learns who is
+ *      asking from the kernel (SO_PEERCRED: the caller's tgid), not from
+ *      the message; it picks a free slot, zeroes the slot's block, writes
+ *      the kernel-owned header fields, records slot -> tgid in the BPF-only
+ *      map `goro_slot_owner` and tgid -> slot in `goro_tgid_slot`, and
+ *      answers with struct goro_welcome plus the map's fd (SCM_RIGHTS).
+ *   3. The process keeps the connection open for its whole life (close-on-
+ *      exec). When it exits -- or is SIGKILLed -- the socket closes and the
+ *      loader frees the slot: ownership records first, then the block is
+ *      zeroed and the slot's generation bumped. State of a dead process is
+ *      gone as soon as the loader sees the hang-up.
+ *
+ * Isolation. A process holds the fd of its own block and of no other: it
+ * can only describe its own threads. The BPF side applies a block's
+ * contents only to tasks whose tgid is the slot's recorded owner (a thread
+ * id written into a block that belongs to another process is ignored), so
+ * no process can change how another process's threads are scheduled.
+ * (root can open any map by id; root can also ptrace. Not a boundary we
+ * try to draw.) A forked child inherits the mapping but not the ownership:
+ * its threads have another tgid and its writes only hurt its parent's
+ * description of itself.
+ *
+ * Alternatives we did not take: one big mmapable array for everybody (any
+ * process could rewrite any other's slot); a BPF arena (the same: one
+ * shared mapping); task storage filled through bpf(2) by the runtime (a
+ * system call per state change, and CAP_BPF for every goro binary);
+ * reading the process's own memory with bpf_probe_read_user (only possible
+ * while one of its threads is current: blind exactly when all its Ms
+ * sleep, which is when the in-kernel checkdead must look).
+ *
+ * Trust. The BPF side never trusts anything the process writes: every
+ * index is bounds-checked against GORO_MAX_M / GORO_MAX_P and gomaxprocs,
+ * every state against its enum, every thread id against the task's own
+ * tgid; a snapshot of the counters is used only when its sequence count
+ * is even and unchanged across the read; a block whose heartbeat is older
+ * than GORO_STALE_NS is treated as absent. Whatever a block says, boosts
+ * only reorder work within the task's fair share (see scx_goro.bpf.c):
+ * lying gains nothing. Conversely the runtime trusts the kernel-written
+ * part (struct goro_kernel_view) only as advice: it never waits on it.
+ *
+ * What each side writes:
+ *   runtime: hdr.abi, the M table (tid + word), the P table, struct
+ *            goro_sched_counters (seqcount), hdr.heartbeat_ns.
+ *   loader:  hdr.magic, hdr.slot, hdr.gen, hdr.flags at attach time.
+ *   BPF:     struct goro_kernel_view only.
+ *
+ * M records
+ * ---------
+ * An M's record is its index in m[] (the runtime assigns indices, reusing
+ * those of exited Ms; at most GORO_MAX_M Ms are described, the rest are
+ * scheduled as ordinary tasks). `tid` is written by the M itself as the
+ * first thing its thread does, and zeroed when the thread exits. `word`
+ * packs everything the scheduler needs at a decision into one 64-bit
+ * store, so it can never be torn:
+ *
+ *   bits  0..7   enum goro_m_state
+ *   bits  8..15  P index + 1 (0: no P) -- the P the M holds, or, with
+ *                GORO_MF_CARRYING, the P it is handing to another M
+ *   bit   16     GORO_MF_LOCKHELD: holds sched.lock
+ *   bit   17     GORO_MF_CARRYING: holds an idle P for another M
+ *   bits 32..63  a count of the M's own stores (diagnostics only)
+ *
+ * P ownership in flight (what the in-kernel checkdead needs). In Go's
+ * scheduler a P can be owned by nobody running: sysmon's startIdle (the
+ * injectglist path), startm, handoffp and wakep take a P off the idle
+ * list and then -- later, sometimes after dropping sched.lock -- hand it
+ * to an M they wake or create. The runtime keeps the P named at every
+ * instant of that journey:
+ *   1. the M that takes the P sets its own word to CARRYING | P;
+ *   2. before waking or creating the target M it stores the target's word
+ *      as GORO_M_STARTING | P (for a new M, into a freshly assigned record
+ *      whose tid is still 0 until the thread starts and fills it in);
+ *   3. only then does it clear CARRYING in its own word.
+ * The target sets RUNNING | P when it acquires the P. So "some thread of
+ * this process holds or carries a P and is runnable" is always visible.
+ *
+ * Kernel view
+ * -----------
+ * The BPF side maintains, from ops.runnable / running / stopping /
+ * quiescent, km[i] for every M it has matched to a record: runnable (on a
+ * run queue or on a CPU), running, the CPU, and the tid it is about (so the
+ * runtime can tell a stale entry from a reused record), and counts of the
+ * process's unmatched threads that are runnable (a just-created M whose
+ * record has no tid yet is one). The runtime reads it without a system
+ * call when checkdead is about to throw (vetoes, confirmations: issue 6).
+ */
+#define GORO_SCX_PIN_DIR "/sys/fs/bpf/scx_goro"
+#define GORO_SCX_SOCK "/run/scx_goro.sock"
+
+#define GORO_EXPORT_ABI 1
+#define GORO_EXPORT_MAGIC 0x6f726f67U /* "goro", little-endian */
+#define GORO_MAX_PROCS 64
+#define GORO_MAX_M 128
+#define GORO_MAX_P 64
+/* A block whose heartbeat is older than this is ignored (frozen runtime). */
+#define GORO_STALE_NS (2ULL * 1000 * 1000 * 1000)
+
+enum goro_m_state {
+	GORO_M_FREE = 0,     /* record unused */
+	GORO_M_RUNNING = 1,  /* holds a P, running Gs (or the scheduler) */
+	GORO_M_SPINNING = 2, /* looking for work (may or may not hold a P) */
+	GORO_M_IDLE = 3,     /* parked in stopm, on the idle list */
+	GORO_M_SYSCALL = 4,  /* in a system call / blocking region */
+	GORO_M_SYSMON = 5,   /* the sysmon thread */
+	GORO_M_LOCKED = 6,   /* parked in stoplockedm (wired to a G) */
+	GORO_M_STARTING = 7, /* handed a P by startm/newm, not running yet */
+	GORO_M_NETPOLL = 8,  /* blocked in netpoll, without a P */
+	GORO_M_NR_STATES,
+};
+
+#define GORO_MW_STATE(w) ((__u32)((w) & 0xff))
+#define GORO_MW_P(w) ((__s32)(((w) >> 8) & 0xff) - 1) /* -1: none */
+#define GORO_MF_LOCKHELD (1ULL << 16)
+#define GORO_MF_CARRYING (1ULL << 17)
+#define GORO_MW_MAKE(state, pidx, flags) \
+	((__u64)(state) | ((__u64)((pidx) + 1) << 8) | (__u64)(flags))
+
+struct goro_m_export {
+	__u32 tid;	/* 0: not (yet) a thread */
+	__u32 __pad;
+	__u64 word;	/* see "M records" */
+};
+
+enum goro_p_status { /* the runtime's PStatus */
+	GORO_P_IDLE = 0,
+	GORO_P_RUNNING = 1,
+	GORO_P_SYSCALL = 2,
+	GORO_P_GCSTOP = 3,
+	GORO_P_DEAD = 4,
+};
+
+struct goro_p_export {
+	/* bits 0..7 status, bits 8..15 owner M record + 1, bits 32..63 runq length (incl. runnext) */
+	__u64 word;
+	__u64 runnext_goid; /* the G in runnext, else the head of runq (0: empty); diagnostics */
+};
+#define GORO_PW_STATUS(w) ((__u32)((w) & 0xff))
+#define GORO_PW_M(w) ((__s32)(((w) >> 8) & 0xff) - 1)
+#define GORO_PW_RUNQ(w) ((__u32)((w) >> 32))
+#define GORO_PW_MAKE(status, midx, runq) \
+	((__u64)(status) | ((__u64)((midx) + 1) << 8) | ((__u64)(runq) << 32))
+
+/*
+ * Scheduler counters, published under sched.lock with a sequence count:
+ * seq is odd while the runtime writes. Readers take a copy and use it only
+ * if seq was even and unchanged across the copy.
+ */
+struct goro_sched_counters {
+	__u64 seq;
+	__u32 gomaxprocs;
+	__u32 npidle;
+	__u32 nmspinning;
+	__u32 nmidle;
+	__u32 nmidlelocked;
+	__u32 nmsys;
+	__u32 mcount;	     /* Ms created minus Ms freed */
+	__u32 runqsize;	     /* global run queue */
+	__u64 runq_head_goid; /* head of the global run queue (0: empty) */
+	__u32 ntimers;	     /* pending timers, all Ps */
+	__u32 netpoll_waiters; /* Gs parked on the netpoller */
+	__u64 ngoroutines;
+	__u64 published_ns;  /* CLOCK_MONOTONIC of this snapshot */
+};
+
+/* Per-M kernel view word: written by the BPF side only. */
+#define GORO_KM_RUNNABLE (1ULL << 0) /* queued or on a CPU */
+#define GORO_KM_RUNNING (1ULL << 1)  /* on a CPU now */
+#define GORO_KM_CPU(w) ((__u32)(((w) >> 8) & 0xffff))
+#define GORO_KM_TID(w) ((__u32)((w) >> 32))
+
+struct goro_kernel_view {
+	__u64 gen;		/* == hdr.gen while the BPF side maintains this */
+	__u64 updated_ns;	/* bpf_ktime_get_ns() of the last change */
+	__u32 nr_runnable;	/* matched Ms (sysmon excluded) runnable now */
+	__u32 nr_unmatched_runnable; /* threads of the process not matched to a record, runnable now */
+	__u64 stall_events;	/* lost wake-ups reported for this process */
+	__u64 km[GORO_MAX_M];	/* GORO_KM_* | cpu << 8 | tid << 32 */
+};
+
+struct goro_export_hdr {
+	__u32 magic;	/* loader: GORO_EXPORT_MAGIC */
+	__u32 abi;	/* runtime: GORO_EXPORT_ABI once it publishes */
+	__u32 slot;	/* loader */
+	__u32 flags;	/* loader: GORO_ATTACH_* */
+	__u64 gen;	/* loader: bumped at every attach of this slot */
+	__u64 heartbeat_ns; /* runtime: CLOCK_MONOTONIC, sysmon refreshes it */
+	__u32 pid;	/* runtime: getpid(), diagnostics (the BPF side uses the loader's record) */
+	__u32 nm;	/* runtime: records in use are m[0..nm) */
+};
+
+struct goro_proc_export {
+	struct goro_export_hdr hdr;
+	struct goro_sched_counters sc;
+	struct goro_m_export m[GORO_MAX_M];
+	struct goro_p_export p[GORO_MAX_P];
+	/* Kernel-written, on its own cache lines. */
+	struct goro_kernel_view kv __attribute__((aligned(64)));
+};
+
+/* hdr.flags */
+#define GORO_ATTACH_PARTIAL (1U << 0) /* loader runs with -p: Ms must switch to SCHED_EXT */
+
+/* The attach handshake over GORO_SCX_SOCK (one message each way). */
+struct goro_hello {
+	__u32 magic;	/* GORO_EXPORT_MAGIC */
+	__u32 abi;	/* GORO_EXPORT_ABI */
+};
+
+struct goro_welcome {
+	__u32 magic;	/* GORO_EXPORT_MAGIC */
+	__u32 abi;	/* the loader's GORO_EXPORT_ABI */
+	__s32 status;	/* 0, or a negative errno (-EBUSY: no free slot; -EPROTO: ABI mismatch) */
+	__u32 slot;
+	__u64 gen;
+	__u32 flags;	/* GORO_ATTACH_* */
+	__u32 map_size; /* bytes to mmap: sizeof(struct goro_proc_export), page-rounded */
+	/* + the map's fd as SCM_RIGHTS ancillary data when status == 0 */
+};
+
+/* SCHED_EXT's policy number (include/uapi/linux/sched.h), for userspace. */
+#define GORO_SCHED_EXT 7
+
+/*
+ * In-kernel checkdead events: the BPF side reserves one per event in the
+ * BPF_MAP_TYPE_RINGBUF `events`; the loader prints it as one line.
+ */
+enum goro_event_kind {
+	GORO_EV_STALL = 1, /* runnable Gs, no M runnable/running/in a syscall, for > threshold */
+};
+
+struct goro_event {
+	__u32 kind;	/* enum goro_event_kind */
+	__u32 tgid;
+	__u32 slot;
+	__u32 __pad;
+	__u64 stalled_ns; /* how long the condition has held */
+	__u64 now_ns;
+	struct goro_sched_counters sc;
+	__u32 nm;
+	__u32 __pad2;
+	struct goro_m_export m[GORO_MAX_M];
+	__u64 km[GORO_MAX_M];
+	struct goro_p_export p[GORO_MAX_P];
 };
 
 #endif /* GORO_SCX_GORO_H */
