@@ -1,0 +1,372 @@
+// goro_scx_service: the goro workloads of the EEVDF vs scx_goro comparison
+// (vmtest/compare). Each command prints one line
+//   RESULT name=<command> key=value ...
+//
+//   calibrate WORK_US
+//       How many iterations of the per-request work loop take WORK_US
+//       microseconds on this machine (minimum over many trials, so a
+//       preempted trial does not count). vmtest/compare calibrates once per
+//       VM boot and passes the count to every run, so both schedulers do
+//       exactly the same work.
+//
+//   service [--conns C] [--seconds S] [--warmup-ms W] [--work-iters N]
+//           [--size B] [--hist FILE]
+//       A request/response service on loopback TCP. The server is a child
+//       process running goro (Ps: GORO_MAXPROCS, default the CPUs): one
+//       goroutine per connection reads a B-byte request (default 64), runs
+//       the work loop N iterations, and writes a B-byte response. The load
+//       generator is this process: C plain threads (default 8), one blocking
+//       connection each, closed loop (send, wait for the whole response,
+//       send again) for W ms of warm-up (default 500, not recorded) and then
+//       S seconds (default 5). With --interval-us I each connection is
+//       paced instead: it sends a request every I microseconds (on a fixed
+//       schedule, staggered across connections; a late request goes at
+//       once, without catching up), so the offered load is C/I requests
+//       per microsecond whatever the latency. Every request's latency (send to last
+//       response byte) is recorded; the result line has requests/s and
+//       p50/p90/p99/p99.9/max. --hist writes the latencies as a histogram,
+//       one "latency_ns count" line per bucket (3 significant digits).
+//
+//   parallel [--gs G] [--iters N]
+//       CPU-parallel job: G goroutines (default 4 x Ps) each run the work
+//       loop N/G iterations (default N = 200M); wall time of the whole job.
+#include <goro/goro.h>
+#include <goro/net.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+long long ns_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count();
+}
+
+[[noreturn]] void die(const char* fmt, const char* what) {
+  std::fprintf(stderr, "goro_scx_service: ");
+  std::fprintf(stderr, fmt, what);
+  std::fprintf(stderr, "\n");
+  std::exit(1);
+}
+
+// The per-request CPU work: a chain of dependent multiply/xor-shift steps
+// the compiler can neither vectorise nor fold.
+std::uint64_t work(std::uint64_t iters, std::uint64_t seed) {
+  std::uint64_t x = seed | 1;
+  for (std::uint64_t i = 0; i < iters; i++) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    x ^= x >> 29;
+  }
+  return x;
+}
+
+// Simple "--name value" options after the command.
+struct Opts {
+  std::map<std::string, std::string> kv;
+  long num(const char* name, long dflt) const {
+    auto it = kv.find(name);
+    if (it == kv.end()) return dflt;
+    char* end = nullptr;
+    long v = std::strtol(it->second.c_str(), &end, 10);
+    if (end == it->second.c_str() || *end != '\0' || v < 0) die("bad value for --%s", name);
+    return v;
+  }
+  std::string str(const char* name, const char* dflt) const {
+    auto it = kv.find(name);
+    return it == kv.end() ? dflt : it->second;
+  }
+};
+
+Opts parse(int argc, char** argv, int from) {
+  Opts o;
+  for (int i = from; i < argc; i++) {
+    std::string_view a = argv[i];
+    if (a.substr(0, 2) != "--" || i + 1 >= argc) die("bad argument '%s' (options are --name value)", argv[i]);
+    o.kv[std::string(a.substr(2))] = argv[++i];
+  }
+  return o;
+}
+
+long long pct(const std::vector<long long>& v, double p) {
+  if (v.empty()) return 0;
+  auto i = static_cast<std::size_t>(p * static_cast<double>(v.size()));
+  if (i >= v.size()) i = v.size() - 1;
+  return v[i];
+}
+
+// ---------------------------------------------------------------------------
+
+int calibrate(long work_us) {
+  constexpr std::uint64_t kIters = 200000;
+  double best = 1e18;
+  std::uint64_t sink = 0;
+  for (int t = 0; t < 30; t++) {
+    auto t0 = Clock::now();
+    sink += work(kIters, static_cast<std::uint64_t>(t));
+    double ns = static_cast<double>(ns_between(t0, Clock::now()));
+    best = std::min(best, ns / static_cast<double>(kIters));
+  }
+  auto iters = static_cast<long long>(static_cast<double>(work_us) * 1000.0 / best);
+  std::printf("RESULT name=calibrate work_us=%ld iters=%lld ns_per_iter=%.3f sink=%llu\n", work_us, iters, best,
+              static_cast<unsigned long long>(sink & 1));
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// service
+
+// The server child: never returns.
+[[noreturn]] void serve(int port_pipe, long work_iters, long size) {
+  int rc = goro::run([port_pipe, work_iters, size]() -> int {
+    auto lr = goro::net::listen("tcp4", "127.0.0.1:0");
+    if (!lr) die("listen: %s", lr.error().message().c_str());
+    std::string addr = lr->addr();
+    std::string port = addr.substr(addr.rfind(':') + 1) + "\n";
+    if (::write(port_pipe, port.data(), port.size()) != static_cast<ssize_t>(port.size())) die("%s", "port pipe");
+    ::close(port_pipe);
+    for (;;) {
+      auto conn = lr->accept();
+      if (!conn) die("accept: %s", conn.error().message().c_str());
+      goro::go([cn = std::move(*conn), work_iters, size]() mutable {
+        std::vector<char> buf(static_cast<std::size_t>(size));
+        for (;;) {
+          if (!cn.read_full(buf.data(), buf.size())) break;
+          std::uint64_t seed;
+          std::memcpy(&seed, buf.data(), sizeof seed);
+          std::uint64_t r = work(static_cast<std::uint64_t>(work_iters), seed);
+          std::memcpy(buf.data() + sizeof seed, &r, sizeof r);
+          if (!cn.write(buf.data(), buf.size())) break;
+        }
+        (void)cn.close();
+      });
+    }
+  });
+  std::_Exit(rc);
+}
+
+bool write_all(int fd, const char* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+bool read_all(int fd, char* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t r = ::read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+int service(const Opts& o) {
+  long conns = o.num("conns", 8), seconds = o.num("seconds", 5), warmup_ms = o.num("warmup-ms", 500);
+  long work_iters = o.num("work-iters", 20000), size = o.num("size", 64);
+  long interval_us = o.num("interval-us", 0);
+  std::string hist = o.str("hist", "");
+  if (conns < 1 || seconds < 1 || size < 16) die("%s", "need --conns >= 1, --seconds >= 1, --size >= 16");
+
+  int pp[2];
+  if (::pipe(pp) != 0) die("%s", "pipe");
+  pid_t child = ::fork();
+  if (child < 0) die("%s", "fork");
+  if (child == 0) {
+    ::close(pp[0]);
+    serve(pp[1], work_iters, size);
+  }
+  ::close(pp[1]);
+  char pbuf[32] = {};
+  std::size_t got = 0;
+  while (got < sizeof pbuf - 1) {
+    ssize_t r = ::read(pp[0], pbuf + got, sizeof pbuf - 1 - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += static_cast<std::size_t>(r);
+    if (std::memchr(pbuf, '\n', got)) break;
+  }
+  ::close(pp[0]);
+  int port = std::atoi(pbuf);
+  if (port <= 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    die("%s", "the server did not report its port");
+  }
+
+  std::vector<int> fds;
+  for (long i = 0; i < conns; i++) {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (s < 0 || ::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) die("connect: %s", std::strerror(errno));
+    int one = 1;
+    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fds.push_back(s);
+  }
+
+  std::atomic<int> phase{0};  // 0 warm-up, 1 measure, 2 stop
+  std::atomic<bool> failed{false};
+  std::vector<std::vector<long long>> lat(static_cast<std::size_t>(conns));
+  std::vector<std::thread> threads;
+  for (long i = 0; i < conns; i++) {
+    threads.emplace_back([i, conns, size, interval_us, &fds, &lat, &phase, &failed] {
+      int s = fds[static_cast<std::size_t>(i)];
+      ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // pace without 50 us of timer slack
+      const auto interval = std::chrono::microseconds(interval_us);
+      // Connections start spread over one interval.
+      auto next = Clock::now() + interval * i / conns;
+      std::vector<char> out(static_cast<std::size_t>(size)), in(static_cast<std::size_t>(size));
+      std::vector<long long>& l = lat[static_cast<std::size_t>(i)];
+      l.reserve(1 << 16);
+      std::uint64_t seq = static_cast<std::uint64_t>(i) << 40;
+      for (;;) {
+        int ph = phase.load(std::memory_order_relaxed);
+        if (ph == 2) break;
+        if (interval_us > 0) {
+          auto now = Clock::now();
+          if (now < next) std::this_thread::sleep_until(next);
+          // A request that is late is sent at once; the schedule does not
+          // try to catch up with a burst.
+          next = std::max(next + interval, now);
+        }
+        seq++;
+        std::memcpy(out.data(), &seq, sizeof seq);
+        auto t0 = Clock::now();
+        if (!write_all(s, out.data(), out.size()) || !read_all(s, in.data(), in.size())) {
+          failed = true;
+          return;
+        }
+        auto t1 = Clock::now();
+        if (std::memcmp(in.data(), out.data(), sizeof seq) != 0) {
+          failed = true;
+          return;
+        }
+        if (ph == 1) l.push_back(ns_between(t0, t1));
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(warmup_ms));
+  phase = 1;
+  auto m0 = Clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  phase = 2;
+  auto m1 = Clock::now();
+  for (auto& t : threads) t.join();
+  for (int s : fds) ::close(s);
+  ::kill(child, SIGKILL);
+  int st = 0;
+  ::waitpid(child, &st, 0);
+  if (failed) die("%s", "a request failed (server died?)");
+
+  std::vector<long long> all;
+  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  // Requests that finished within the measured window (started after m0);
+  // the window is m0..m1 plus at most one request per connection.
+  double secs = static_cast<double>(ns_between(m0, m1)) / 1e9;
+  double rps = static_cast<double>(all.size()) / secs;
+  if (!hist.empty()) {
+    std::FILE* f = std::fopen(hist.c_str(), "w");
+    if (!f) die("cannot write %s", hist.c_str());
+    std::fprintf(f, "# latency_ns count (buckets: 3 significant digits, value = bucket's lower bound)\n");
+    std::size_t i = 0;
+    while (i < all.size()) {
+      long long v = all[i], scale = 1;
+      while (v / scale >= 1000) scale *= 10;
+      long long lo = v / scale * scale, hi = lo + scale;
+      std::size_t j = i;
+      while (j < all.size() && all[j] < hi) j++;
+      std::fprintf(f, "%lld %zu\n", lo, j - i);
+      i = j;
+    }
+    std::fclose(f);
+  }
+  std::printf(
+      "RESULT name=service rps=%.1f n=%zu secs=%.3f conns=%ld interval_us=%ld work_iters=%ld p50_ns=%lld p90_ns=%lld p99_ns=%lld "
+      "p999_ns=%lld max_ns=%lld\n",
+      rps, all.size(), secs, conns, interval_us, work_iters, pct(all, 0.50), pct(all, 0.90), pct(all, 0.99), pct(all, 0.999),
+      all.empty() ? 0 : all.back());
+  return all.empty() ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------
+
+int parallel(const Opts& o) {
+  long total = o.num("iters", 200000000);
+  long gs_opt = o.num("gs", 0);
+  return goro::run([total, gs_opt]() -> int {
+    long gs = gs_opt > 0 ? gs_opt : 4L * goro::maxprocs();
+    long per = total / gs;
+    std::vector<std::uint64_t> res(static_cast<std::size_t>(gs));
+    goro::WaitGroup wg;
+    auto t0 = Clock::now();
+    wg.add(static_cast<int>(gs));
+    for (long g = 0; g < gs; g++) {
+      goro::go([g, per, &res, &wg] {
+        res[static_cast<std::size_t>(g)] = work(static_cast<std::uint64_t>(per), static_cast<std::uint64_t>(g));
+        wg.done();
+      });
+    }
+    wg.wait();
+    long long ns = ns_between(t0, Clock::now());
+    std::uint64_t x = 0;
+    for (auto r : res) x ^= r;
+    std::printf("RESULT name=parallel ns=%lld n=%ld gs=%ld procs=%d check=%llu\n", ns, per * gs, gs,
+                goro::maxprocs(), static_cast<unsigned long long>(x & 0xff));
+    return 0;
+  });
+}
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: goro_scx_service calibrate WORK_US\n"
+               "       goro_scx_service service [--conns C] [--seconds S] [--warmup-ms W] [--work-iters N]\n"
+               "                                [--interval-us I] [--size B] [--hist FILE]\n"
+               "       goro_scx_service parallel [--gs G] [--iters N]\n"
+               "Ps: GORO_MAXPROCS=n (default: the CPUs)\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage();
+    return 2;
+  }
+  std::string_view cmd = argv[1];
+  if (cmd == "calibrate") return calibrate(argc > 2 ? std::strtol(argv[2], nullptr, 10) : 30);
+  if (cmd == "service") return service(parse(argc, argv, 2));
+  if (cmd == "parallel") return parallel(parse(argc, argv, 2));
+  usage();
+  return 2;
+}
