@@ -8,6 +8,15 @@
 //                     Exists only to prove the #59600 regression test has
 //                     teeth; honoured only in builds with test hooks
 //                     (the Debug build and the builds ctest runs).
+//   scx=0             never attach to a scx_goro loader (scx_export.h):
+//                     run standalone even if one is there
+//   scxdebug=1        one line on stderr for the attach outcome ("goro:
+//                     scx: attached to scx_goro, slot N" or "goro: scx:
+//                     standalone: <reason>"), per M switched to SCHED_EXT
+//                     in partial mode, and per checkdead veto
+//   dropwakeup=1      test builds only: the next startm that takes an idle
+//                     M skips its wake-up -- a lost wake-up the process
+//                     cannot notice, for the in-kernel checkdead's tests
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -47,7 +56,15 @@ void parsedebugvars() {
       std::fprintf(stderr, "goro: GORO_DEBUG=startmlegacy is only honoured in test builds; ignored\n");
 #endif
     } else if (key == "scx") {
-      // Reserved for the sched_ext export (scx=0 opts out).
+      debug.scx = static_cast<std::int32_t>(v);
+    } else if (key == "scxdebug") {
+      debug.scxdebug = static_cast<std::int32_t>(v);
+    } else if (key == "dropwakeup") {
+#if defined(GORO_TEST_HOOKS)
+      debug.dropwakeup = static_cast<std::int32_t>(v);
+#else
+      std::fprintf(stderr, "goro: GORO_DEBUG=dropwakeup is only honoured in test builds; ignored\n");
+#endif
     } else {
       std::fprintf(stderr, "goro: GORO_DEBUG: unknown setting %s\n", key.c_str());
     }

@@ -49,8 +49,10 @@ struct SchedCounters {
 SchedCounters sched_counters();
 
 // Test pause points (see testhooks.h): block the thread that reaches point
-// `name` until released; wait until some thread is parked there.
-void hook_arm(const std::string& name);
+// `name` until released; wait until some thread is parked there. With spin,
+// the paused thread busy-waits instead of sleeping, so the kernel sees it
+// runnable (as sysmon is, running, in the real #59600 race).
+void hook_arm(const std::string& name, bool spin = false);
 void hook_disarm_all();
 bool hook_wait_reached(const std::string& name, int timeout_ms);
 void hook_release(const std::string& name);
@@ -73,5 +75,15 @@ LockedCounts locked_counts();
 
 // Park the calling goroutine until fd is readable (the netpoller).
 void wait_readable(int fd);
+
+// The sched_ext export (scx_export.h): attached to a scx_goro loader, and
+// how many deadlock verdicts the kernel's view has vetoed so far.
+bool scx_attached();
+std::uint64_t scx_vetoes();
+// Arm the lost wake-up fault (GORO_DEBUG=dropwakeup=1): the next startm
+// that takes an idle M hands it a P and skips the wake-up.
+void arm_dropwakeup();
+// The goid of the G in the calling goroutine's P's runnext (0: none).
+std::int64_t runnext_goid();
 
 }  // namespace goro::testexport

@@ -133,6 +133,7 @@ void netpoll_init() {
 
 bool netpoll_inited() { return inited.load(std::memory_order_acquire); }
 bool netpoll_anywaiters() { return waiters.load(std::memory_order_relaxed) > 0; }
+std::int32_t netpoll_nwaiters() { return waiters.load(std::memory_order_relaxed); }
 
 void netpoll_break() {
   if (!netpoll_inited()) return;

@@ -28,6 +28,7 @@ namespace goro::detail {
 void netpoll_init();
 bool netpoll_inited();
 bool netpoll_anywaiters();
+std::int32_t netpoll_nwaiters();  // Gs parked on the netpoller
 // netpoll returns a list (linked by schedlink) of Gs made ready, in
 // _Gwaiting. delay < 0 blocks until something is ready or netpoll_break,
 // 0 does not block, > 0 blocks for up to delay ns.

@@ -46,6 +46,7 @@
 
 #include "netpoll.h"
 #include "runtime.h"
+#include "scx_export.h"
 #include "testhooks.h"
 
 #if defined(GORO_ASAN)
@@ -405,10 +406,11 @@ static void runqput(P* pp, G* gp, bool next) {
     G* old = pp->runnext.load(std::memory_order_relaxed);
     while (!pp->runnext.compare_exchange_weak(old, gp, std::memory_order_acq_rel)) {
     }
-    if (!old) return;
-    gp = old;  // kick the old runnext to the tail
+    if (old) runqput_ring(pp, old);  // kick the old runnext to the tail
+  } else {
+    runqput_ring(pp, gp);
   }
-  runqput_ring(pp, gp);
+  scx_ppub(pp);
 }
 
 // runqputbatch puts n linked Gs on the local queue; what doesn't fit goes
@@ -425,6 +427,7 @@ static void runqputbatch(P* pp, G* head, std::int32_t n) {
     added++;
   }
   pp->runqtail.store(t, std::memory_order_release);
+  scx_ppub(pp);
   if (head) {
     G* tail = head;
     while (tail->schedlink) tail = tail->schedlink;
@@ -442,6 +445,7 @@ static G* runqget(P* pp, bool* inherit) {
   // runnext, go to the ring.
   if (next && pp->runnext.compare_exchange_strong(next, nullptr, std::memory_order_acq_rel)) {
     *inherit = true;
+    scx_ppub(pp);
     return next;
   }
   *inherit = false;
@@ -450,7 +454,10 @@ static G* runqget(P* pp, bool* inherit) {
     std::uint32_t t = pp->runqtail.load(std::memory_order_relaxed);
     if (t == h) return nullptr;
     G* gp = pp->runq[h % kRunqSize].load(std::memory_order_relaxed);
-    if (pp->runqhead.compare_exchange_weak(h, h + 1, std::memory_order_release)) return gp;
+    if (pp->runqhead.compare_exchange_weak(h, h + 1, std::memory_order_release)) {
+      scx_ppub(pp);
+      return gp;
+    }
   }
 }
 
@@ -508,12 +515,14 @@ static G* runqsteal(P* pp, P* p2, bool stealRunNextG) {
   std::uint32_t t = pp->runqtail.load(std::memory_order_relaxed);
   std::uint32_t n = runqgrab(p2, pp->runq, t, stealRunNextG);
   if (n == 0) return nullptr;
+  scx_ppub(p2);  // the victim's length: the stealer writes it
   n--;
   G* gp = pp->runq[(t + n) % kRunqSize].load(std::memory_order_relaxed);
   if (n == 0) return gp;
   std::uint32_t h = pp->runqhead.load(std::memory_order_acquire);
   if (t - h + n >= kRunqSize) throw_("runqsteal: runq overflow");
   pp->runqtail.store(t + n, std::memory_order_release);
+  scx_ppub(pp);
   return gp;
 }
 
@@ -609,6 +618,35 @@ static std::int64_t mReserveID() GORO_REQUIRES(sched.lock) {
   return id;
 }
 
+// scx_pubcounters publishes the scheduler's counters into the export
+// (struct goro_sched_counters) inside the seqcount: before an M sleeps in
+// stopm, every sysmon loop, and when checkdead looks. now == 0: read the
+// clock here. sched.lock must be held: it makes us the only writer.
+static void scx_pubcounters(std::int64_t now) GORO_REQUIRES(sched.lock) {
+  if (!scx_on()) return;
+  sched.lock.assert_held();
+  if (now == 0) now = nanotime();
+  goro_sched_counters* c = &scx_export->sc;
+  auto u32 = [](std::int64_t v) { return static_cast<std::uint32_t>(v < 0 ? 0 : v); };
+  scx_counters_begin();
+  scx_store32(&c->gomaxprocs, u32(gomaxprocs.load(std::memory_order_relaxed)));
+  scx_store32(&c->npidle, u32(sched.npidle.load(std::memory_order_relaxed)));
+  scx_store32(&c->nmspinning, u32(sched.nmspinning.load(std::memory_order_relaxed)));
+  scx_store32(&c->nmidle, u32(sched.nmidle));
+  scx_store32(&c->nmidlelocked, u32(sched.nmidlelocked));
+  scx_store32(&c->nmsys, u32(sched.nmsys));
+  scx_store32(&c->mcount, u32(mcount()));
+  scx_store32(&c->runqsize, u32(sched.runqsize));
+  G* head = sched.runqhead;
+  scx_store64(&c->runq_head_goid, head ? static_cast<std::uint64_t>(__atomic_load_n(&head->goid, __ATOMIC_RELAXED)) : 0);
+  scx_store32(&c->ntimers, u32(timers_pending()));
+  scx_store32(&c->netpoll_waiters, u32(netpoll_nwaiters()));
+  scx_store64(&c->ngoroutines, u32(ngoroutines.load(std::memory_order_relaxed)));
+  scx_store64(&c->published_ns, static_cast<std::uint64_t>(now));
+  scx_counters_end();
+  scx_heartbeat(now);
+}
+
 // ---------------------------------------------------------------------------
 // P ownership
 // ---------------------------------------------------------------------------
@@ -624,6 +662,8 @@ static void wirep(P* pp) {
   mp->p = pp;
   pp->m.store(mp, std::memory_order_release);  // sysmon reads the M through it
   pp->status.store(_Prunning, std::memory_order_relaxed);
+  scx_ppub(pp);
+  scx_mrun(mp);
 }
 
 static void acquirep(P* pp) { wirep(pp); }
@@ -637,6 +677,8 @@ static P* releasep() {
   mp->p = nullptr;
   pp->m.store(nullptr, std::memory_order_relaxed);
   pp->status.store(_Pidle, std::memory_order_relaxed);
+  scx_ppub(pp);
+  scx_mpub(mp);
   return pp;
 }
 
@@ -644,12 +686,14 @@ static P* releasep() {
 // Ms: creation, parking, starting
 // ---------------------------------------------------------------------------
 static void schedule_loop();
+static void sysmon();
 static void mspinning() { getm()->spinning = true; }
 
 static void* mstart(void* arg) {
   M* mp = static_cast<M*>(arg);
   t_m = mp;
   mp->tid = current_thread_id();
+  scx_mthread_start(mp);  // the record's tid first: the kernel matches the thread by it
   // Ms start with every signal blocked (newm); they take SIGURG, the
   // preemption signal, and leave the rest to the program's own threads.
   sigset_t urg;
@@ -674,6 +718,7 @@ static void* mstart(void* arg) {
     mp->nextp = nullptr;
   }
   schedule_loop();
+  scx_mthread_exit(mp);
   return nullptr;
 }
 
@@ -689,6 +734,17 @@ static void newm(void (*fn)(), P* pp, std::int64_t id) {
   mp->id = id;
   mp->mstartfn = fn;
   mp->nextp = pp;
+  // Its export record, described before the thread exists: STARTING with
+  // the P it is handed ("P ownership in flight", step 2), or sysmon.
+  if (scx_on() && (mp->scxidx = scx_mrecord_alloc()) >= 0) {
+    if (pp) {
+      mp->scxstate = GORO_M_STARTING;
+      scx_mstarting_slow(mp, pp);
+    } else {
+      mp->scxstate = fn == sysmon ? GORO_M_SYSMON : GORO_M_RUNNING;
+      scx_mpub_slow(mp);
+    }
+  }
   mp->fastrand = (static_cast<std::uint64_t>(nanotime()) * 0x9e3779b97f4a7c15ull) ^ static_cast<std::uint64_t>(id);
   allmlock.lock();
   mp->alllink = allm;
@@ -723,7 +779,11 @@ static void stopm() {
   if (mp->spinning) throw_("stopm spinning");
   GORO_TESTHOOK("stopm.beforelock");
   sched.lock.lock();
+  // IDLE before mput, under the lock: once on the idle list, the M's word
+  // belongs to the waker that takes it off (see scx_export.h).
+  scx_mstate(mp, GORO_M_IDLE);
   mput(mp);
+  scx_pubcounters(0);
   sched.lock.unlock();
   mp->blocked = true;
   mp->park.sleep();
@@ -743,6 +803,9 @@ static void stoplockedm() {
   if (!mp->lockedg || mp->lockedg->lockedm != mp) throw_("stoplockedm: inconsistent locking");
   if (mp->p) handoffp(releasep());  // schedule another M to run this P
   incidlelocked(1);
+  // LOCKED is this M's last store before it sleeps: startlockedm may
+  // replace it with STARTING (compare-and-swap from exactly this word).
+  scx_mstate(mp, GORO_M_LOCKED);
   mp->blocked = true;
   mp->park.sleep();
   mp->park.clear();
@@ -760,8 +823,12 @@ static void startlockedm(G* gp) {
   if (mp->nextp) throw_("startlockedm: m has p");
   incidlelocked(-1);  // directly hand off the current P to the locked M
   P* pp = releasep();
+  M* self = getm();
+  scx_carry(self, pp);
+  scx_mstarting_locked(mp, pp);
   mp->nextp = pp;
   mp->park.wakeup();
+  scx_uncarry(self);
   stopm();
 }
 
@@ -781,7 +848,11 @@ static void startlockedm(G* gp) {
 // queue, and throws "checkdead: runnable g" on a healthy program. Keeping
 // the lock from pidleget through mget (or mReserveID, #40368) closes it.
 // lockheld makes the locking conditional, which the analysis cannot follow.
+//
+// The export (scx_export.h) names pp at every instant of its hand-off: the
+// caller's word says CARRYING pp until the target's says STARTING pp.
 static void startm(P* pp, bool spinning, bool lockheld) GORO_NO_TSA {
+  M* self = getm();
   if (!lockheld) sched.lock.lock();
   if (!pp) {
     if (spinning) throw_("startm: P required for spinning=true");
@@ -791,6 +862,7 @@ static void startm(P* pp, bool spinning, bool lockheld) GORO_NO_TSA {
       return;
     }
   }
+  scx_carry(self, pp);
   M* nmp = mget();
   if (!nmp) {
     // No M is available: we must drop sched.lock to create one, so reserve
@@ -798,9 +870,12 @@ static void startm(P* pp, bool spinning, bool lockheld) GORO_NO_TSA {
     std::int64_t id = mReserveID();
     sched.lock.unlock();
     newm(spinning ? mspinning : nullptr, pp, id);
+    scx_uncarry(self);
     if (lockheld) sched.lock.lock();
     return;
   }
+  scx_mstarting(nmp, pp);
+  scx_uncarry(self);
   if (!lockheld) sched.lock.unlock();
   if (nmp->spinning) throw_("startm: m is spinning");
   if (nmp->nextp) throw_("startm: m has p");
@@ -808,7 +883,18 @@ static void startm(P* pp, bool spinning, bool lockheld) GORO_NO_TSA {
   // The caller incremented nmspinning, so set m.spinning in the new M.
   nmp->spinning = spinning;
   nmp->nextp = pp;
-  nmp->park.wakeup();
+#if defined(GORO_TEST_HOOKS)
+  // Test-only fault (GORO_DEBUG=dropwakeup=1): a lost wake-up. nmp has its
+  // P and is described as STARTING, but sleeps on; it is not counted idle,
+  // so checkdead cannot notice. Only the kernel's view can (issue 6).
+  if (scx_dropwakeup.load(std::memory_order_relaxed) && scx_dropwakeup.exchange(false)) {
+    lock_print();
+    std::fprintf(stderr, "goro: dropwakeup: M%lld handed P%d, wake-up dropped\n", static_cast<long long>(nmp->id),
+                 pp->id);
+    unlock_print();
+  } else
+#endif
+    nmp->park.wakeup();
   // A P starts running: if sysmon sleeps because every P was idle, wake it
   // so that long-running Gs get their preemption marks.
   if (sched.sysmonwait.load(std::memory_order_relaxed)) {
@@ -824,7 +910,13 @@ static void startm(P* pp, bool spinning, bool lockheld) GORO_NO_TSA {
 // handoffp hands off pp from a syscall or locked M. Always runs without a P.
 // It must start an M in every situation where findRunnable would return a G.
 // Reads sched.runqsize racily first, as Go does; re-checked under the lock.
+//
+// The caller carries pp (scx_export.h) until startm hands it on or it goes
+// back to the idle list.
 static void handoffp(P* pp) GORO_NO_TSA {
+  M* self = getm();
+  scx_ppub(pp);
+  scx_carry(self, pp);
   if (!runqempty(pp) || __atomic_load_n(&sched.runqsize, __ATOMIC_RELAXED) != 0) {  // racy; re-checked below
     startm(pp, false, false);
     return;
@@ -840,6 +932,8 @@ static void handoffp(P* pp) GORO_NO_TSA {
   sched.lock.lock();
   if (sched.gcwaiting.load()) {
     pp->status.store(_Pgcstop, std::memory_order_relaxed);
+    scx_ppub(pp);
+    scx_uncarry(self);
     sched.stopwait--;
     if (sched.stopwait == 0) sched.stopnote.wakeup();
     sched.lock.unlock();
@@ -858,6 +952,7 @@ static void handoffp(P* pp) GORO_NO_TSA {
     return;
   }
   pidleput(pp);
+  scx_uncarry(self);
   sched.lock.unlock();
 }
 
@@ -884,7 +979,9 @@ static void wakep() {
   }
   // Since we always have a P, the race in the "No M is available" comment
   // in startm doesn't apply: we hold a P, so we are a running M ourselves
-  // and checkdead sees us. Dropping the lock here is safe.
+  // and checkdead sees us. Dropping the lock here is safe. (For the
+  // export it is a P in flight all the same: we carry it.)
+  scx_carry(getm(), pp);
   sched.lock.unlock();
   startm(pp, true, false);
 }
@@ -905,6 +1002,7 @@ void wakeNetPoller(std::int64_t when) {
 
 static void becomeSpinning(M* mp) {
   mp->spinning = true;
+  scx_mrun(mp);
   sched.nmspinning.fetch_add(1);
   sched.needspinning.store(0);
 }
@@ -916,6 +1014,7 @@ static void resetspinning() {
   M* mp = getm();
   if (!mp->spinning) throw_("resetspinning: not a spinning m");
   mp->spinning = false;
+  scx_mrun(mp);
   if (sched.nmspinning.fetch_sub(1) - 1 < 0) throw_("findrunnable: negative nmspinning");
   wakep();
 }
@@ -957,6 +1056,7 @@ void injectglist(G* head) {
         sched.lock.unlock();
         break;
       }
+      scx_carry(getm(), pp);  // sysmon's word names the P until startm hands it on
 #if defined(GORO_TEST_HOOKS)
       if (debug.startmlegacy) {
         // Go 1.20's shape, kept only to prove the #59600 test has teeth:
@@ -1027,11 +1127,13 @@ static void gcstopm() {
   if (!sched.gcwaiting.load()) throw_("gcstopm: not waiting for gc");
   if (mp->spinning) {
     mp->spinning = false;
+    scx_mrun(mp);
     if (sched.nmspinning.fetch_sub(1) - 1 < 0) throw_("gcstopm: negative nmspinning");
   }
   P* pp = releasep();
   sched.lock.lock();
   pp->status.store(_Pgcstop, std::memory_order_relaxed);
+  scx_ppub(pp);
   sched.stopwait--;
   if (sched.stopwait == 0) sched.stopnote.wakeup();
   sched.lock.unlock();
@@ -1067,6 +1169,9 @@ static void stopTheWorld() GORO_NO_TSA {
     sched.stopwait--;
   }
   bool wait = sched.stopwait > 0;
+  if (scx_on()) {
+    for (std::int32_t i = 0; i < gomaxprocs.load(); i++) scx_ppub(allp[i]);
+  }
   sched.lock.unlock();
   if (wait) {
     for (;;) {
@@ -1105,14 +1210,18 @@ static void startTheWorld() {
     P* pp = p1;
     p1 = p1->link;
     M* nmp = pp->m.load();
+    M* self = getm();
+    scx_carry(self, pp);
     if (nmp) {
       pp->m.store(nullptr);
       if (nmp->nextp) throw_("startTheWorld: inconsistent mp->nextp");
+      scx_mstarting(nmp, pp);  // procresize took it off the idle list
       nmp->nextp = pp;
       nmp->park.wakeup();
     } else {
       newm(nullptr, pp, -1);
     }
+    scx_uncarry(self);
   }
   M* mp = getm();
   if (mp && mp->p) wakep();
@@ -1216,6 +1325,9 @@ void procresize_locked(std::int32_t nprocs) GORO_REQUIRES(sched.lock) {
   stealOrder.reset(static_cast<std::uint32_t>(nprocs));
   gomaxprocs.store(nprocs);
   runnablePs = runnable;
+  if (scx_on()) {
+    for (std::int32_t i = 0; i < (old > nprocs ? old : nprocs); i++) scx_ppub(allp[i]);
+  }
 }
 }  // namespace
 
@@ -1223,18 +1335,51 @@ void procresize_locked(std::int32_t nprocs) GORO_REQUIRES(sched.lock) {
 // checkdead
 // ---------------------------------------------------------------------------
 
+// The in-kernel checkdead (issue 6), the runtime's half. Before checkdead
+// gives a deadlock verdict, a process attached to scx_goro asks the kernel's
+// view (scx_export.h, scx_checkdead_verdict): if another thread of ours that
+// holds or carries a P is runnable -- sysmon between taking an idle P and
+// counting an M for it (#59600's shape), an M just handed a P and not yet
+// running -- the verdict is spurious: work is about to go on. checkdead then
+// vetoes itself and returns, and since a veto is only advice, sysmon runs
+// checkdead again on its next loop (scx_recheck) until the verdict is either
+// vetoed again, confirmed, or moot because an M runs. When the view agrees,
+// the fatal output says so in one line. Standalone, or with no view from
+// the BPF side, checkdead is exactly Go's.
+static std::atomic<bool> scx_recheck{false};
+
+// checkdead_vetoed: the kernel says the verdict is spurious. sched.lock held.
+static void checkdead_vetoed() GORO_REQUIRES(sched.lock) {
+  scx_recheck.store(true, std::memory_order_relaxed);
+  if (sched.sysmonwait.load()) {  // sysmon must be awake to re-check
+    sched.sysmonwait.store(false);
+    sched.sysmonnote.wakeup();
+  }
+}
+
+static void checkdead_confirmed(ScxVerdict v) {
+  if (v != ScxVerdict::kConfirms) return;
+  lock_print();
+  std::fprintf(stderr,
+               "runtime: checkdead: scx_goro confirms: no thread of this process holding or carrying a P is runnable\n");
+  unlock_print();
+}
+
 // checkdead checks for a deadlock by counting running Ms. If every M is
 // idle (and the main goroutine has not returned), the program can make no
 // more progress: either a G is runnable with nobody to run it (a runtime
 // bug, "checkdead: runnable g"), or every G is blocked ("all goroutines are
 // asleep - deadlock!"). sched.lock must be held. It releases the lock before
 // it throws: the crash path may print schedtrace, which takes it (#59758).
+// Attached to scx_goro, the kernel may veto a verdict (see above): then it
+// returns with sched.lock still held, as if the count had been positive.
 static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
   sched.lock.assert_held();
   if (!main_running.load(std::memory_order_acquire)) return;  // main returned: the work is over
   std::int32_t run0 = 0;
   std::int64_t run = mcount() - sched.nmidle - sched.nmidlelocked - sched.nmsys;
   if (run > run0) return;
+  scx_pubcounters(0);  // what the loader and the BPF side see of this moment
   if (run < 0) {
     lock_print();
     std::fprintf(stderr, "runtime: checkdead: nmidle=%d nmidlelocked=%d mcount=%lld nmsys=%d\n", sched.nmidle,
@@ -1254,26 +1399,45 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
         break;
       case _Grunnable:
       case _Grunning:
-      case _Gsyscall:
+      case _Gsyscall: {
         allglock.unlock();
+        ScxVerdict v = scx_checkdead_verdict(getm());
+        if (v == ScxVerdict::kSpurious) {
+          checkdead_vetoed();
+          return;
+        }
         lock_print();
         std::fprintf(stderr, "runtime: checkdead: find g %lld in status %u\n", static_cast<long long>(gp->goid), s);
         unlock_print();
         sched.lock.unlock();
+        checkdead_confirmed(v);
         throw_("checkdead: runnable g");
+      }
       default:
         break;
     }
   }
   allglock.unlock();
   if (grunning == 0) {
+    ScxVerdict v = scx_checkdead_verdict(getm());
+    if (v == ScxVerdict::kSpurious) {
+      checkdead_vetoed();
+      return;
+    }
     sched.lock.unlock();
+    checkdead_confirmed(v);
     fatal_("no goroutines (main called runtime.Goexit) - deadlock!");
   }
   // A pending timer will wake someone: not dead.
   if (anytimers()) return;
+  ScxVerdict v = scx_checkdead_verdict(getm());
+  if (v == ScxVerdict::kSpurious) {
+    checkdead_vetoed();
+    return;
+  }
   sched.lock.unlock();
   if (debug.schedtrace > 0) schedtrace(debug.scheddetail > 0);
+  checkdead_confirmed(v);
   fatal_("all goroutines are asleep - deadlock!");
 }
 
@@ -1402,7 +1566,8 @@ void newproc_start(G* gp, ClosureFn fn, ClosureFn destroy) {
   M* mp = getm();
   P* pp = mp ? mp->p : nullptr;
   if (!pp || !getg()) throw_("go: called outside a goroutine (use goro::run)");
-  gp->goid = newgoid(pp);
+  // Atomic: the export reads the goid of a queued G from other threads.
+  __atomic_store_n(&gp->goid, newgoid(pp), __ATOMIC_RELAXED);
   ngoroutines.fetch_add(1, std::memory_order_relaxed);
   casgstatus(gp, _Gdead, _Grunnable);
   runqput(pp, gp, true);
@@ -1542,6 +1707,8 @@ static void goexit0(G* gp) {
     P* pp = mp->p;
     pp->m.store(nullptr);
     mp->p = nullptr;
+    scx_ppub(pp);
+    scx_mpub(mp);
     main_done.wakeup();
     stopm();
   }
@@ -1579,6 +1746,8 @@ void entersyscall() {
   mp->oldp = pp;
   mp->p = nullptr;
   pp->status.store(_Psyscall, std::memory_order_release);
+  scx_ppub(pp);
+  scx_mstate(mp, GORO_M_SYSCALL);
   if (sched.sysmonwait.load(std::memory_order_relaxed)) wake_sysmon();
   if (sched.gcwaiting.load(std::memory_order_relaxed)) {
     // Stop-the-world is waiting for our P: give it up now.
@@ -1586,6 +1755,7 @@ void entersyscall() {
     std::uint32_t st = _Psyscall;
     if (sched.stopwait > 0 && pp->status.compare_exchange_strong(st, _Pgcstop)) {
       bumptick(&pp->syscalltick);
+      scx_ppub(pp);
       if (--sched.stopwait == 0) sched.stopnote.wakeup();
     }
     sched.lock.unlock();
@@ -1864,6 +2034,7 @@ top:
   bool wasSpinning = mp->spinning;
   if (mp->spinning) {
     mp->spinning = false;
+    scx_mrun(mp);
     // The seq_cst read-modify-write is the StoreLoad barrier the dance
     // needs: the queue reads below cannot move above it.
     if (sched.nmspinning.fetch_sub(1) - 1 < 0) throw_("findrunnable: negative nmspinning");
@@ -1890,7 +2061,9 @@ top:
       delay = pollUntil - nanotime();
       if (delay < 0) delay = 0;
     }
+    if (delay != 0) scx_mstate(mp, GORO_M_NETPOLL);
     G* list = netpoll(delay);  // block until new work is available
+    if (delay != 0) scx_mrun(mp);
     sched.pollUntil.store(0);
     sched.lastpoll.store(nanotime());
     GORO_TESTHOOK("findrunnable.afternetpoll");
@@ -2064,6 +2237,7 @@ static std::uint32_t retake(std::int64_t now) {
 }
 
 static void sysmon() {
+  scx_mstate(getm(), GORO_M_SYSMON);
   sched.lock.lock();
   sched.nmsys++;
   checkdead();
@@ -2078,10 +2252,19 @@ static void sysmon() {
     if (delay > 10 * 1000) delay = 10 * 1000;  // up to 10 ms
     usleep_(delay);
     std::int64_t now = nanotime();
-    if (debug.schedtrace <= 0 && (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) &&
-        !sysmon_test_pending()) {
+    if (scx_on()) {
+      // The export: counters and heartbeat every loop; and a checkdead
+      // the kernel vetoed is looked at again (see checkdead).
       sched.lock.lock();
-      if ((sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) && !sysmon_test_pending()) {
+      scx_pubcounters(now);
+      if (scx_recheck.exchange(false, std::memory_order_relaxed)) checkdead();
+      sched.lock.unlock();
+    }
+    if (debug.schedtrace <= 0 && (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) &&
+        !sysmon_test_pending() && !scx_recheck.load(std::memory_order_relaxed)) {
+      sched.lock.lock();
+      if ((sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) && !sysmon_test_pending() &&
+          !scx_recheck.load(std::memory_order_relaxed)) {
         // Nothing runs: sleep until something does (startm and
         // startTheWorld wake us), the next timer, or a minute passes.
         std::int64_t next = timeSleepUntil();
@@ -2229,6 +2412,11 @@ static std::int32_t ncpu() {
 static void schedinit() {
   parsedebugvars();
   starttime = nanotime();
+  // Before the first P and M: they are described from their creation on.
+  scx_attach();
+#if defined(GORO_TEST_HOOKS)
+  if (debug.dropwakeup) scx_dropwakeup.store(true);
+#endif
   std::int32_t procs = ncpu();
   if (const char* s = std::getenv("GORO_MAXPROCS")) {
     char* end = nullptr;
@@ -2257,6 +2445,7 @@ static void abandon_all() GORO_REQUIRES(sched.lock) {
     P* pp = allp[i];
     pp->runqhead.store(pp->runqtail.load());
     pp->runnext.store(nullptr);
+    scx_ppub(pp);
   }
   allglock.lock();
   G** link = &allgs;
@@ -2293,7 +2482,7 @@ int run_main(ClosureFn fn, void* closure) {
   std::uintptr_t top = gp->stack.hi & ~static_cast<std::uintptr_t>(15);
   gp->sp = ctx_make(top - 16, gostart, gp);
   gp->is_main = true;
-  gp->goid = newgoid(nullptr);
+  __atomic_store_n(&gp->goid, newgoid(nullptr), __ATOMIC_RELAXED);
   main_done.clear();
   ngoroutines.fetch_add(1);
   casgstatus(gp, _Gdead, _Grunnable);
@@ -2451,7 +2640,7 @@ void sysmon_inject(void (*fn)(void*), void* arg, bool bracketed) {
   std::uintptr_t top = gp->stack.hi & ~static_cast<std::uintptr_t>(15);
   gp->sp = ctx_make(top - 16, gostart, gp);
   gp->is_sys = true;
-  gp->goid = newgoid(nullptr);
+  __atomic_store_n(&gp->goid, newgoid(nullptr), __ATOMIC_RELAXED);
   casgstatus(gp, _Gdead, _Gwaiting);
   sysmon_inject_bracketed.store(bracketed);
   sysmon_inject_g.store(gp);
@@ -2465,6 +2654,16 @@ LockedCounts locked_counts() {
   return LockedCounts{mp ? mp->lockedExt : 0, mp ? mp->lockedInt : 0, mp && mp->lockedg != nullptr};
 }
 void wait_readable(int fd) { netpoll_wait_readable(fd); }
+
+bool scx_attached() { return scx_export != nullptr; }
+std::uint64_t scx_vetoes() { return goro::detail::scx_vetoes(); }
+void arm_dropwakeup() { scx_dropwakeup.store(true); }
+std::int64_t runnext_goid() {
+  M* mp = getm();
+  P* pp = mp ? mp->p : nullptr;
+  G* gp = pp ? pp->runnext.load() : nullptr;
+  return gp ? __atomic_load_n(&gp->goid, __ATOMIC_RELAXED) : 0;
+}
 
 }  // namespace goro::testexport
 #endif

@@ -106,6 +106,37 @@ class GORO_CAPABILITY("mutex") Lock {
   std::atomic<long> owner_{0};         // gettid-like id of the holder
 };
 
+// The sched_ext export's mapped block (scx_export.h); null when standalone.
+}  // namespace goro::detail
+struct goro_proc_export;
+namespace goro::detail {
+extern goro_proc_export* scx_export;
+void scx_lockheld_slow(bool held);
+
+// SchedLock: the Lock of sched.lock, which also keeps the LOCKHELD flag of
+// the holder's M record in the sched_ext export (scx_goro.h, "M records").
+// Standalone, that is one predictable branch per lock and unlock; no other
+// Lock pays anything. The flag is dropped before the lock is, so an M that
+// takes this one next (a waker about to write STARTING into the word of an
+// M it took off the idle list) never races the previous holder's store.
+class GORO_CAPABILITY("mutex") SchedLock {
+ public:
+  void lock() GORO_ACQUIRE() GORO_NO_TSA {
+    l_.lock();
+    if (__builtin_expect(scx_export != nullptr, 0)) scx_lockheld_slow(true);
+  }
+  void unlock() GORO_RELEASE() GORO_NO_TSA {
+    if (__builtin_expect(scx_export != nullptr, 0)) scx_lockheld_slow(false);
+    l_.unlock();
+  }
+  bool held_by_me() const { return l_.held_by_me(); }
+  bool contended() const { return l_.contended(); }
+  void assert_held() const { l_.assert_held(); }
+
+ private:
+  Lock l_;
+};
+
 // Note: a one-shot event. Exactly one thread sleeps on it; another wakes it.
 // noteclear must be called before reuse.
 struct Note {
@@ -284,6 +315,7 @@ void cleartimers();
 // Earliest timer over all Ps (0: none).
 std::int64_t timeSleepUntil();
 bool anytimers();
+std::int32_t timers_pending();  // timers in all Ps' heaps
 void wakeNetPoller(std::int64_t when);
 
 // ---------------------------------------------------------------------------
@@ -318,13 +350,22 @@ struct M {
   void (*mcall_fn)(G*) = nullptr;
   UnlockFn waitunlockf = nullptr;
   void* waitlock = nullptr;
+
+  // The sched_ext export (scx_export.h): this M's record (-1: none) and
+  // the shadow of its word. scxidx is set before the thread starts; the
+  // rest is written by the M's own thread only.
+  std::int32_t scxidx = -1;
+  std::uint8_t scxstate = 0;      // enum goro_m_state
+  bool scxlockheld = false;       // holds sched.lock
+  std::int16_t scxcarry = -1;     // id of the P carried for another M, -1: none
+  std::uint32_t scxstores = 0;    // the word's store count (diagnostics)
 };
 
 // ---------------------------------------------------------------------------
 // Global scheduler state
 // ---------------------------------------------------------------------------
 struct Sched {
-  Lock lock;
+  SchedLock lock;
 
   std::atomic<std::int64_t> goidgen{0};
 
@@ -430,6 +471,9 @@ struct DebugVars {
   std::int32_t startmlegacy = 0; // pre-#59600 lock handling (test hooks only)
   std::int32_t stacksize_kb = 0;
   std::int32_t asyncpreemptoff = 0;
+  std::int32_t scx = 1;          // 0: never attach to scx_goro
+  std::int32_t scxdebug = 0;     // 1: one line per attach outcome and checkdead veto
+  std::int32_t dropwakeup = 0;   // test hooks only: drop the next idle M's wake-up
 };
 extern DebugVars debug;
 void parsedebugvars();

@@ -4,6 +4,8 @@
 #if defined(GORO_TEST_HOOKS)
 #include "testhooks.h"
 
+#include <sched.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -19,6 +21,7 @@ std::atomic<bool> testhooks_armed{false};
 namespace {
 struct Point {
   bool armed = false;   // threads arriving here block
+  bool spin = false;    // ...busy-waiting (runnable for the kernel), not sleeping
   int reached = 0;      // how many threads arrived since arming
   int waiting = 0;      // how many are blocked now
 };
@@ -39,7 +42,19 @@ void testhook_hit(const char* name) {
   cv.notify_all();
   if (!p.armed) return;
   p.waiting++;
-  cv.wait(lk, [&] { return !p.armed; });
+  if (p.spin) {
+    // Busy-wait: the kernel must see this thread runnable throughout, as
+    // it would see a thread that is merely slow. Yield between looks so a
+    // 2-CPU host still runs everything else.
+    while (p.armed) {
+      lk.unlock();
+      for (int i = 0; i < 64; i++) __builtin_ia32_pause();
+      sched_yield();
+      lk.lock();
+    }
+  } else {
+    cv.wait(lk, [&] { return !p.armed; });
+  }
   p.waiting--;
 }
 
@@ -48,10 +63,11 @@ void testhook_hit(const char* name) {
 namespace goro::testexport {
 using namespace goro::detail;
 
-void hook_arm(const std::string& name) {
+void hook_arm(const std::string& name, bool spin) {
   std::lock_guard<std::mutex> lk(mu);
   Point& p = points()[name];
   p.armed = true;
+  p.spin = spin;
   p.reached = 0;
   testhooks_armed.store(true);
 }

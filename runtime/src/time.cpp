@@ -55,6 +55,9 @@ void update_timer0(P* pp) GORO_NO_TSA {
   pp->timer0When.store(pp->ntimers ? pp->timers[0]->when : 0, std::memory_order_release);
 }
 
+// Pending timers over all Ps, for the sched_ext export's counters.
+std::atomic<std::int32_t> ntimers_all{0};
+
 void heap_push(P* pp, RuntimeTimer* t) GORO_NO_TSA {
   if (pp->ntimers == pp->timerscap) {
     std::uint32_t cap = pp->timerscap ? pp->timerscap * 2 : 16;
@@ -66,12 +69,14 @@ void heap_push(P* pp, RuntimeTimer* t) GORO_NO_TSA {
   }
   t->index = pp->ntimers;
   pp->timers[pp->ntimers++] = t;
+  ntimers_all.fetch_add(1, std::memory_order_relaxed);
   siftup(pp, t->index);
 }
 
 void heap_remove(P* pp, RuntimeTimer* t) GORO_NO_TSA {
   std::uint32_t i = t->index;
   std::uint32_t last = --pp->ntimers;
+  ntimers_all.fetch_sub(1, std::memory_order_relaxed);
   if (i != last) {
     heap_swap(pp, i, last);
     siftdown(pp, i);
@@ -194,6 +199,8 @@ std::int64_t timeSleepUntil() {
 }
 
 bool anytimers() { return timeSleepUntil() != 0; }
+
+std::int32_t timers_pending() { return ntimers_all.load(std::memory_order_relaxed); }
 
 }  // namespace goro::detail
 

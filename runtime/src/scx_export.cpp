@@ -1,0 +1,405 @@
+// The runtime's side of the sched_ext export: attaching to scx_goro, the M
+// records, the stores behind every publication site, and the reading of the
+// kernel view when checkdead is about to give a verdict. The essay is at the
+// top of scx_export.h; the contract is bpf/scx_goro.h.
+#include "scx_export.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdlib>
+#include <cstring>
+
+namespace goro::detail {
+
+goro_proc_export* scx_export = nullptr;
+bool scx_partial = false;
+std::atomic<bool> scx_dropwakeup{false};
+
+namespace {
+
+// The connection to the loader: kept open (close-on-exec) for the process's
+// whole life; the loader frees our slot when it closes.
+int scx_sock = -1;
+
+std::atomic<std::uint64_t> vetoes{0};
+
+// M records in use. Guarded by recordlock, a leaf lock taken only when an
+// M is created (newm) or its thread ends.
+Lock recordlock;
+bool record_used[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
+std::uint32_t record_nm GORO_GUARDED_BY(recordlock) = 0;
+
+[[gnu::format(printf, 1, 2)]] void scxdebugf(const char* fmt, ...) {
+  if (!debug.scxdebug) return;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  lock_print();
+  std::fprintf(stderr, "goro: scx: %s\n", buf);
+  unlock_print();
+}
+
+const char* mstate_name(std::uint32_t s) {
+  switch (s) {
+    case GORO_M_FREE: return "FREE";
+    case GORO_M_RUNNING: return "RUNNING";
+    case GORO_M_SPINNING: return "SPINNING";
+    case GORO_M_IDLE: return "IDLE";
+    case GORO_M_SYSCALL: return "SYSCALL";
+    case GORO_M_SYSMON: return "SYSMON";
+    case GORO_M_LOCKED: return "LOCKED";
+    case GORO_M_STARTING: return "STARTING";
+    case GORO_M_NETPOLL: return "NETPOLL";
+  }
+  return "???";
+}
+
+std::int32_t p_index(const P* pp) { return pp && pp->id < GORO_MAX_P ? pp->id : -1; }
+
+// Why the handshake failed, for the scxdebug line.
+char attach_failure[256];
+[[gnu::format(printf, 1, 2)]] goro_proc_export* fail(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(attach_failure, sizeof attach_failure, fmt, ap);
+  va_end(ap);
+  return nullptr;
+}
+
+// The handshake proper. Returns the mapped block, or null with the reason
+// in attach_failure.
+goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_t* flags) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (std::strlen(sockpath) >= sizeof addr.sun_path) return fail("socket path too long: %s", sockpath);
+  std::strcpy(addr.sun_path, sockpath);
+
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail("socket: %s", std::strerror(errno));
+  // The loader is advice, not a dependency: no step may hang. An AF_UNIX
+  // connect to a full backlog waits for the send timeout, the welcome for
+  // the receive timeout.
+  timeval tv{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd);
+    return fail("connect %s: %s", sockpath, std::strerror(e));
+  }
+  goro_hello hello{GORO_EXPORT_MAGIC, GORO_EXPORT_ABI};
+  if (::send(fd, &hello, sizeof hello, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof hello)) {
+    int e = errno;
+    ::close(fd);
+    return fail("send hello: %s", std::strerror(e));
+  }
+  goro_welcome w{};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
+  iovec iov{&w, sizeof w};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do {
+    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  int e = errno;
+  int mapfd = -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < nfds; i++) {
+      int f;
+      std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      if (mapfd < 0) mapfd = f;
+      else ::close(f);  // more than we asked for
+    }
+  }
+  // From here on, every failure closes the socket and any fd we received.
+  auto cleanup = [&] {
+    if (mapfd >= 0) ::close(mapfd);
+    ::close(fd);
+    return nullptr;
+  };
+  if (n < 0) {
+    fail("no welcome: %s", e == EAGAIN || e == EWOULDBLOCK ? "timed out" : std::strerror(e));
+    return cleanup();
+  }
+  if (n != static_cast<ssize_t>(sizeof w) || (msg.msg_flags & MSG_TRUNC)) {
+    fail("short welcome (%zd bytes)", n);
+    return cleanup();
+  }
+  if (w.magic != GORO_EXPORT_MAGIC) {
+    fail("bad welcome magic 0x%x", w.magic);
+    return cleanup();
+  }
+  if (w.abi != GORO_EXPORT_ABI) {
+    fail("ABI mismatch (loader %u, runtime %u)", w.abi, GORO_EXPORT_ABI);
+    return cleanup();
+  }
+  if (w.status != 0) {
+    fail("loader refused: %s", std::strerror(-w.status));
+    return cleanup();
+  }
+  if (w.map_size < sizeof(goro_proc_export)) {
+    fail("map too small (%u < %zu)", w.map_size, sizeof(goro_proc_export));
+    return cleanup();
+  }
+  if (mapfd < 0) {
+    fail("no map fd in the welcome");
+    return cleanup();
+  }
+  void* p = ::mmap(nullptr, w.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, mapfd, 0);
+  e = errno;
+  ::close(mapfd);
+  mapfd = -1;
+  if (p == MAP_FAILED) {
+    fail("mmap: %s", std::strerror(e));
+    return cleanup();
+  }
+  auto* x = static_cast<goro_proc_export*>(p);
+  std::uint32_t magic = __atomic_load_n(&x->hdr.magic, __ATOMIC_ACQUIRE);
+  if (magic != GORO_EXPORT_MAGIC) {
+    ::munmap(p, w.map_size);
+    fail("bad block magic 0x%x", magic);
+    return cleanup();
+  }
+  scx_sock = fd;
+  *slot = w.slot;
+  *flags = w.flags;
+  return x;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Attaching
+// ---------------------------------------------------------------------------
+void scx_attach() {
+  if (!debug.scx) {
+    scxdebugf("standalone: GORO_DEBUG=scx=0");
+    return;
+  }
+  const char* dir = std::getenv("GORO_SCX_PIN_DIR");
+  if (!dir || !*dir) dir = GORO_SCX_PIN_DIR;
+  const char* sockpath = std::getenv("GORO_SCX_SOCK");
+  if (!sockpath || !*sockpath) sockpath = GORO_SCX_SOCK;
+  struct stat st;
+  if (::stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    scxdebugf("standalone: no scx_goro loader (%s does not exist)", dir);
+    return;
+  }
+  std::uint32_t slot = 0, flags = 0;
+  goro_proc_export* x = attach(sockpath, &slot, &flags);
+  if (!x) {
+    scxdebugf("standalone: %s", attach_failure);
+    return;
+  }
+  __atomic_store_n(&x->hdr.pid, static_cast<std::uint32_t>(::getpid()), __ATOMIC_RELAXED);
+  __atomic_store_n(&x->hdr.nm, 0u, __ATOMIC_RELAXED);
+  scx_heartbeat(nanotime());
+  // abi last: "the runtime publishes from now on".
+  __atomic_store_n(&x->hdr.abi, static_cast<std::uint32_t>(GORO_EXPORT_ABI), __ATOMIC_RELEASE);
+  scx_partial = (flags & GORO_ATTACH_PARTIAL) != 0;
+  scx_export = x;
+  scxdebugf("attached to scx_goro, slot %u%s", slot, scx_partial ? " (partial: Ms switch to SCHED_EXT)" : "");
+}
+
+// ---------------------------------------------------------------------------
+// M records
+// ---------------------------------------------------------------------------
+std::int32_t scx_mrecord_alloc() {
+  if (!scx_on()) return -1;
+  recordlock.lock();
+  std::int32_t idx = -1;
+  for (std::int32_t i = 0; i < GORO_MAX_M; i++) {
+    if (!record_used[i]) {
+      record_used[i] = true;
+      idx = i;
+      break;
+    }
+  }
+  if (idx >= 0 && static_cast<std::uint32_t>(idx) + 1 > record_nm) {
+    record_nm = static_cast<std::uint32_t>(idx) + 1;
+    __atomic_store_n(&scx_export->hdr.nm, record_nm, __ATOMIC_RELEASE);
+  }
+  recordlock.unlock();
+  return idx;
+}
+
+void scx_mrecord_free(std::int32_t idx) {
+  if (!scx_on() || idx < 0) return;
+  goro_m_export* r = &scx_export->m[idx];
+  __atomic_store_n(&r->word, static_cast<std::uint64_t>(GORO_M_FREE), __ATOMIC_RELEASE);
+  __atomic_store_n(&r->tid, 0u, __ATOMIC_RELEASE);
+  recordlock.lock();
+  record_used[idx] = false;
+  while (record_nm > 0 && !record_used[record_nm - 1]) record_nm--;
+  __atomic_store_n(&scx_export->hdr.nm, record_nm, __ATOMIC_RELEASE);
+  recordlock.unlock();
+}
+
+void scx_mthread_start(M* mp) {
+  if (!scx_on()) return;
+  if (mp->scxidx >= 0) {
+    __atomic_store_n(&scx_export->m[mp->scxidx].tid, static_cast<std::uint32_t>(mp->tid), __ATOMIC_RELEASE);
+  }
+  if (scx_partial) {
+    // The loader runs in partial mode (only SCHED_EXT tasks are its): Ms
+    // opt in one by one. An error only means this M is scheduled as before.
+    sched_param sp{};
+    sp.sched_priority = 0;
+    int rc = ::sched_setscheduler(0, GORO_SCHED_EXT, &sp);
+    int e = errno;
+    static std::atomic<int> nok{0}, nfail{0};
+    if (rc == 0) {
+      int k = nok.fetch_add(1) + 1;
+      scxdebugf("M%lld (tid %ld) switched to SCHED_EXT (%d so far)", static_cast<long long>(mp->id), mp->tid, k);
+    } else {
+      int k = nfail.fetch_add(1) + 1;
+      scxdebugf("M%lld (tid %ld) could not switch to SCHED_EXT: %s (%d failures so far)",
+                static_cast<long long>(mp->id), mp->tid, std::strerror(e), k);
+    }
+  }
+}
+
+void scx_mthread_exit(M* mp) {
+  if (!scx_on() || mp->scxidx < 0) return;
+  std::int32_t idx = mp->scxidx;
+  mp->scxidx = -1;
+  scx_mrecord_free(idx);
+}
+
+// ---------------------------------------------------------------------------
+// M words
+// ---------------------------------------------------------------------------
+void scx_mpub_slow(M* mp) {
+  std::int32_t pidx = mp->scxcarry >= 0 ? mp->scxcarry : p_index(mp->p);
+  std::uint64_t flags = (mp->scxlockheld ? GORO_MF_LOCKHELD : 0) | (mp->scxcarry >= 0 ? GORO_MF_CARRYING : 0);
+  std::uint64_t w = GORO_MW_MAKE(mp->scxstate, pidx, flags) | (static_cast<std::uint64_t>(++mp->scxstores) << 32);
+  __atomic_store_n(&scx_export->m[mp->scxidx].word, w, __ATOMIC_RELEASE);
+}
+
+void scx_carry_slow(M* self, P* pp) {
+  self->scxcarry = static_cast<std::int16_t>(p_index(pp));
+  scx_mpub_slow(self);
+}
+
+void scx_mstarting_slow(M* target, P* pp) {
+  __u64* wp = &scx_export->m[target->scxidx].word;
+  std::uint64_t old = __atomic_load_n(wp, __ATOMIC_RELAXED);
+  std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
+  __atomic_store_n(wp, w, __ATOMIC_RELEASE);
+}
+
+void scx_mstarting_locked_slow(M* target, P* pp) {
+  __u64* wp = &scx_export->m[target->scxidx].word;
+  __u64 old = __atomic_load_n(wp, __ATOMIC_ACQUIRE);
+  if (GORO_MW_STATE(old) != GORO_M_LOCKED) return;  // not parked yet: it will look for itself
+  std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
+  __atomic_compare_exchange_n(wp, &old, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
+void scx_lockheld_slow(bool held) {
+  M* mp = m_of_thread();
+  if (!mp || mp->scxidx < 0) return;
+  mp->scxlockheld = held;
+  scx_mpub_slow(mp);
+}
+
+// ---------------------------------------------------------------------------
+// P words, heartbeat, counters
+// ---------------------------------------------------------------------------
+void scx_ppub_slow(P* pp) {
+  std::int32_t id = p_index(pp);
+  if (id < 0) return;
+  std::uint32_t status = pp->status.load(std::memory_order_relaxed);
+  M* mp = pp->m.load(std::memory_order_relaxed);
+  std::int32_t midx = mp ? mp->scxidx : -1;
+  std::uint32_t h = pp->runqhead.load(std::memory_order_acquire);
+  std::uint32_t t = pp->runqtail.load(std::memory_order_acquire);
+  G* next = pp->runnext.load(std::memory_order_acquire);
+  std::uint32_t n = t - h;
+  if (n > kRunqSize) n = 0;  // read an inconsistent head and tail
+  G* first = next ? next : (n > 0 ? pp->runq[h % kRunqSize].load(std::memory_order_relaxed) : nullptr);
+  if (next) n++;
+  std::uint64_t goid = first ? static_cast<std::uint64_t>(__atomic_load_n(&first->goid, __ATOMIC_RELAXED)) : 0;
+  goro_p_export* r = &scx_export->p[id];
+  scx_store64(&r->word, GORO_PW_MAKE(status & 0xff, midx, n));
+  scx_store64(&r->runnext_goid, goid);
+}
+
+void scx_heartbeat(std::int64_t now) {
+  if (scx_on()) scx_store64(&scx_export->hdr.heartbeat_ns, static_cast<std::uint64_t>(now));
+}
+
+void scx_counters_begin() {
+  __u64* seq = &scx_export->sc.seq;
+  std::uint64_t s = __atomic_load_n(seq, __ATOMIC_RELAXED);
+  __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);  // odd: one writer (sched.lock), so s was even
+  // The odd count must be visible before any field changes.
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+void scx_counters_end() {
+  __u64* seq = &scx_export->sc.seq;
+  std::uint64_t s = __atomic_load_n(seq, __ATOMIC_RELAXED);
+  __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);  // even: every field before it
+}
+
+// ---------------------------------------------------------------------------
+// In-kernel checkdead
+// ---------------------------------------------------------------------------
+ScxVerdict scx_checkdead_verdict(M* self) {
+  goro_proc_export* x = scx_export;
+  if (!x) return ScxVerdict::kNoView;
+  // The view is the BPF side's, for this attach of the slot; anything else
+  // (not maintained yet, or left from a previous owner) is no view at all.
+  std::uint64_t gen = __atomic_load_n(&x->hdr.gen, __ATOMIC_RELAXED);
+  std::uint64_t kvgen = __atomic_load_n(&x->kv.gen, __ATOMIC_ACQUIRE);
+  if (gen == 0 || kvgen != gen) return ScxVerdict::kNoView;
+  std::int32_t selfidx = self ? self->scxidx : -1;
+  std::uint32_t unmatched = __atomic_load_n(&x->kv.nr_unmatched_runnable, __ATOMIC_RELAXED);
+  for (std::int32_t i = 0; i < GORO_MAX_M; i++) {
+    if (i == selfidx) continue;
+    std::uint64_t word = __atomic_load_n(&x->m[i].word, __ATOMIC_ACQUIRE);
+    std::uint32_t state = GORO_MW_STATE(word);
+    std::int32_t pidx = GORO_MW_P(word);
+    bool carrying = (word & GORO_MF_CARRYING) != 0;
+    if (state == GORO_M_FREE || state >= GORO_M_NR_STATES) continue;
+    if (pidx < 0 && !carrying) continue;  // neither holds nor carries a P
+    std::uint32_t tid = __atomic_load_n(&x->m[i].tid, __ATOMIC_RELAXED);
+    std::uint64_t km = __atomic_load_n(&x->kv.km[i], __ATOMIC_RELAXED);
+    const char* why = nullptr;
+    if (tid != 0 && (km & GORO_KM_RUNNABLE) && GORO_KM_TID(km) == tid) {
+      why = "runnable";
+    } else if (tid == 0 && state == GORO_M_STARTING && pidx >= 0 && unmatched > 0) {
+      // Being created: its thread has no tid in the record yet, so the BPF
+      // side cannot match it; some unmatched thread of ours is runnable.
+      why = "being created, an unmatched thread runnable";
+    } else {
+      continue;
+    }
+    std::uint64_t k = vetoes.fetch_add(1, std::memory_order_relaxed) + 1;
+    scxdebugf("checkdead veto #%llu: kernel sees M%d (tid %u, %s%s P%d) %s", static_cast<unsigned long long>(k), i,
+              tid, mstate_name(state), carrying ? " carrying" : "", pidx, why);
+    return ScxVerdict::kSpurious;
+  }
+  return ScxVerdict::kConfirms;
+}
+
+std::uint64_t scx_vetoes() { return vetoes.load(std::memory_order_relaxed); }
+
+}  // namespace goro::detail

@@ -1,0 +1,156 @@
+// The runtime export: what this process tells scx_goro about its Ms and Ps,
+// and what scx_goro tells it back. The contract (layout, attach handshake,
+// M word packing, the "P ownership in flight" protocol, the kernel view) is
+// bpf/scx_goro.h, section "The runtime export (ABI 1)"; this file is the
+// runtime's side of it.
+//
+// Attaching (scx_attach, from schedinit before any M exists): if a scx_goro
+// loader runs, we ask it for our block over its Unix socket and mmap it;
+// otherwise -- no loader, GORO_DEBUG=scx=0, any error at all -- we run
+// standalone, exactly as Go's runtime does. Nothing below ever waits on the
+// loader or the kernel after that.
+//
+// Publishing. Every publication site in the scheduler is one predictable
+// branch on scx_export (null when standalone) guarding plain (atomic,
+// relaxed or release) stores into the shared block: no system call, no
+// lock. Who writes what:
+//   - an M's word: the M itself, from its shadow fields in struct M (state,
+//     held P, carried P, sched.lock held). The one exception is STARTING,
+//     written by the M that hands it a P; see "Writing another M's word".
+//   - a P's word: whoever changed the P (owner, status, run queue length;
+//     a stealer writes its victim's length). Each store recomputes the
+//     whole word from the P's own atomics, so the last writer's view wins:
+//     a diagnostic, never a basis for a decision here.
+//   - the counters: under sched.lock, with the seqcount (scx_pubcounters
+//     in proc.cpp).
+//
+// Writing another M's word. The waker stores STARTING | P into a sleeping
+// M's word, and that M must not overwrite it with a stale state of its own.
+// So a waker writes only when the target cannot be writing:
+//   - an M taken off the idle list (mget, under sched.lock): its last store
+//     (IDLE, then dropping LOCKHELD) came before it released sched.lock in
+//     stopm, and its next one comes after it is woken;
+//   - a brand-new M (newm): its thread does not exist yet;
+//   - a locked M (startlockedm): with a compare-and-swap from the exact
+//     LOCKED word it published as its last store before sleeping. If it has
+//     not got that far, the waker leaves the word alone (the M is awake and
+//     runnable anyway, and takes the P as soon as it looks).
+//
+// Liveness. sysmon refreshes hdr.heartbeat_ns every loop, and every counter
+// publication refreshes it too. When every P is idle sysmon sleeps until
+// something runs (sysmonwait): a parked-idle process then legitimately looks
+// stale to the BPF side, which treats stale as "no boosts" -- the right
+// answer for a process with nothing to run.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime.h"
+#include "scx_goro.h"
+
+namespace goro::detail {
+
+// The mapped block, or null when standalone. Written once, in scx_attach,
+// before the first M is created; read without synchronisation afterwards.
+extern goro_proc_export* scx_export;
+// hdr.flags had GORO_ATTACH_PARTIAL: every M switches itself to SCHED_EXT.
+extern bool scx_partial;
+
+static inline bool scx_on() { return __builtin_expect(scx_export != nullptr, 0); }
+
+// scx_attach: the handshake of scx_goro.h ("How a process gets its map").
+// Any failure leaves scx_export null. Called once, from schedinit.
+void scx_attach();
+
+// M records (indices into m[]): reserved when an M is created, released
+// when its thread ends. -1: more than GORO_MAX_M Ms, undescribed.
+std::int32_t scx_mrecord_alloc();
+void scx_mrecord_free(std::int32_t idx);
+
+// The M's thread starts: store its tid, and switch to SCHED_EXT if the
+// loader runs in partial mode. The M must have a record.
+void scx_mthread_start(M* mp);
+// The M's thread ends: the record becomes FREE and reusable.
+void scx_mthread_exit(M* mp);
+
+// Publish mp's word from its shadow fields (only mp's own thread calls it).
+void scx_mpub_slow(M* mp);
+static inline void scx_mpub(M* mp) {
+  if (scx_on() && mp->scxidx >= 0) scx_mpub_slow(mp);
+}
+// Set mp's state (enum goro_m_state) and publish. mp's own thread only.
+static inline void scx_mstate(M* mp, std::uint8_t state) {
+  if (scx_on() && mp && mp->scxidx >= 0) {
+    mp->scxstate = state;
+    scx_mpub_slow(mp);
+  }
+}
+// RUNNING or SPINNING, whichever mp->spinning says.
+static inline void scx_mrun(M* mp) {
+  if (scx_on() && mp && mp->scxidx >= 0) {
+    mp->scxstate = mp->spinning ? GORO_M_SPINNING : GORO_M_RUNNING;
+    scx_mpub_slow(mp);
+  }
+}
+
+// "P ownership in flight", step 1 and step 3: the calling M (self) holds pp
+// for another M (CARRYING), and no longer does. self may be null (a thread
+// that is not an M, e.g. goro::run's).
+void scx_carry_slow(M* self, P* pp);
+static inline void scx_carry(M* self, P* pp) {
+  if (scx_on() && self && self->scxidx >= 0) scx_carry_slow(self, pp);
+}
+static inline void scx_uncarry(M* self) {
+  if (scx_on() && self && self->scxcarry >= 0) scx_carry_slow(self, nullptr);
+}
+// Step 2: the target's word becomes STARTING | pp. For an M off the idle
+// list or not started yet (see "Writing another M's word").
+void scx_mstarting_slow(M* target, P* pp);
+static inline void scx_mstarting(M* target, P* pp) {
+  if (scx_on() && target->scxidx >= 0) scx_mstarting_slow(target, pp);
+}
+// Step 2 for a locked M: only if its word is still the LOCKED it parked with.
+void scx_mstarting_locked_slow(M* target, P* pp);
+static inline void scx_mstarting_locked(M* target, P* pp) {
+  if (scx_on() && target->scxidx >= 0) scx_mstarting_locked_slow(target, pp);
+}
+
+// sched.lock taken or about to be released by the calling thread (the
+// LOCKHELD flag of its M, if it has one). See SchedLock in runtime.h.
+void scx_lockheld_slow(bool held);
+
+// Publish pp's word (status, owner, run queue length) and runnext_goid.
+void scx_ppub_slow(P* pp);
+static inline void scx_ppub(P* pp) {
+  if (scx_on()) scx_ppub_slow(pp);
+}
+
+// hdr.heartbeat_ns = now (CLOCK_MONOTONIC).
+void scx_heartbeat(std::int64_t now);
+
+// The counters' seqcount writer: begin makes seq odd, end even again.
+// sched.lock must be held (the caller, scx_pubcounters in proc.cpp).
+void scx_counters_begin();
+void scx_counters_end();
+// A relaxed 32/64-bit store into the shared block.
+static inline void scx_store32(__u32* p, std::uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void scx_store64(__u64* p, std::uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
+// In-kernel checkdead (issue 6): what the kernel view says about a
+// deadlock verdict checkdead is about to give. self is the calling M (its
+// own record is never evidence).
+enum class ScxVerdict {
+  kNoView,    // standalone, or the BPF side is not maintaining the view
+  kSpurious,  // some other thread holding or carrying a P is runnable
+  kConfirms,  // the view agrees: nothing that could run a G is runnable
+};
+// Never blocks; tolerates a stale or garbage view (it is advice). On
+// kSpurious, counts the veto and prints one line under scxdebug=1.
+ScxVerdict scx_checkdead_verdict(M* self);
+std::uint64_t scx_vetoes();
+
+// Test-only faults (GORO_TEST_HOOKS builds): the next startm that takes an
+// idle M skips its wake-up (GORO_DEBUG=dropwakeup=1).
+extern std::atomic<bool> scx_dropwakeup;
+
+}  // namespace goro::detail
