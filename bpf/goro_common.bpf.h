@@ -55,6 +55,45 @@ bool scx_bpf_dsq_move_to_local(u64 dsq_id) __ksym;
 bool scx_bpf_task_set_slice(struct task_struct *p, u64 slice) __ksym;
 bool scx_bpf_task_set_dsq_vtime(struct task_struct *p, u64 vtime) __ksym;
 void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data__sz) __ksym;
+/* Lockless look at a DSQ's first task (NULL: empty); the task may leave it any moment. */
+struct task_struct *scx_bpf_dsq_peek(u64 dsq_id) __ksym;
+s32 scx_bpf_dsq_nr_queued(u64 dsq_id) __ksym;
+void scx_bpf_kick_cpu(s32 cpu, u64 flags) __ksym;
+s32 scx_bpf_pick_idle_cpu(const struct cpumask *cpus_allowed, u64 flags) __ksym;
+bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;
+s32 scx_bpf_task_cpu(const struct task_struct *p) __ksym;
+u32 scx_bpf_nr_cpu_ids(void) __ksym;
+
+/* Generic kfuncs. */
+bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;
+struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
+void bpf_task_release(struct task_struct *p) __ksym;
+
+/*
+ * Open-coded numeric iterator: goro_for(i, start, end) runs i over
+ * [start, end). The verifier checks the body once (not once per
+ * iteration, as with a plain bounded loop), which is what lets the
+ * checkdead timer walk 64 slots x 128 Ms. It does NOT tell the verifier
+ * that i < end: index arrays only after an explicit bounds check.
+ */
+int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __ksym;
+int *bpf_iter_num_next(struct bpf_iter_num *it) __ksym;
+void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym;
+
+static __always_inline bool goro_iter_next(struct bpf_iter_num *it, int *i)
+{
+	int *n = bpf_iter_num_next(it);
+
+	if (!n)
+		return false;
+	*i = *n;
+	return true;
+}
+#define goro_for(i, start, end)                                                   \
+	for (struct bpf_iter_num ___it __attribute__((cleanup(bpf_iter_num_destroy))), \
+	     *___unused __attribute__((unused)) =                                 \
+		     (bpf_iter_num_new(&___it, (start), (end)), (void *)0);       \
+	     goro_iter_next(&___it, &(i));)
 
 /*
  * goro_error(fmt, args...) - abort the scheduler with a formatted message.

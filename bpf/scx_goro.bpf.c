@@ -1,79 +1,139 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * scx_goro - a sched_ext scheduler that will, one day, know about Go-style
- * runtimes. Today it is a plain weighted-fair scheduler.
+ * scx_goro - a sched_ext scheduler that knows about goro's Ms and Ps.
  *
- * What it does
- * ------------
- * Every task on the machine (we do a full switch, not SCHED_EXT-only) is
- * scheduled by virtual time on ONE shared dispatch queue:
+ * The base: weighted vtime on one shared queue
+ * --------------------------------------------
+ * Every task on the machine (a full switch by default; -p switches only
+ * SCHED_EXT tasks) is scheduled by virtual time on ONE shared dispatch
+ * queue, GORO_SHARED_DSQ:
  *
  *   - A task's vtime (p->scx.dsq_vtime) advances while it runs, by the
- *     time it used scaled by 100/weight: a nice-0 task (weight 100) pays
- *     one nanosecond of vtime per nanosecond of CPU, a heavier task less,
- *     so it comes back to the head of the queue sooner. Over time each
+ *     time it used scaled by 100/weight ("Charging" below). Over time each
  *     runnable task gets CPU in proportion to its weight.
- *
  *   - The queue is ordered by vtime; a CPU that runs out of work takes the
  *     task with the smallest vtime (goro_dispatch).
+ *   - Sleeper credit: a waking task's vtime is raised to at least
+ *     vtime_now - slice_ns, so it runs soon but banks at most one slice.
+ *   - Starvation bound: a queued task's vtime is lowered to at most
+ *     MAX_DEBT_SLICES slices ahead of vtime_now (khugepaged, weight 1,
+ *     starved for 5.2 s under stress-ng before this existed).
+ *   - Idle fast path: a waking task for which select_cpu finds an idle CPU
+ *     goes straight to that CPU's local DSQ.
  *
- *   - vtime_now follows the vtime of the tasks that start running. A task
- *     that slept for a long time would come back with a vtime far behind
- *     everybody else and then monopolise the CPU until it "caught up". We
- *     cap that credit: on enqueue a task's vtime is raised to at least
- *     vtime_now - slice_ns ("Sleeper credit" in goro_enqueue). A waking
- *     task still goes to the front, but can bank at most one slice.
+ * Charging measures, it does not count down
+ * -----------------------------------------
+ * Run time is measured: ops.running stamps the task, ops.stopping (and
+ * goro_dispatch when it keeps a task running) charges now - stamp. The
+ * first version read it off the remaining slice, which made a yield cost a
+ * whole slice -- and Go-style runtimes yield in their spin loops.
  *
- *   - The opposite cap keeps the watchdog happy ("Starvation bound" in
- *     goro_enqueue): a low-weight task is charged up to 100x its run
- *     time, so one slice can put it seconds of vtime ahead of everybody;
- *     queued behind them it would wait for all of them to catch up, and
- *     the kernel ejects a scheduler that leaves a runnable task waiting
- *     longer than timeout_ms. That is not hypothetical: khugepaged (nice
- *     19, weight 1) starved for 5.2 s under stress-ng in the first VM
- *     runs. So on enqueue a task's vtime is also lowered to at most
- *     MAX_DEBT_SLICES slices ahead of vtime_now.
+ * What the runtime tells us (scx_goro.h, "The runtime export")
+ * --------------------------------------------------------------
+ * An attached goro process has one block of shared memory, an inner map of
+ * `goro_procs`, in which each M publishes its state (RUNNING with a P,
+ * SPINNING, IDLE, in a SYSCALL, STARTING with a P handed to it, ...) and
+ * whether it holds sched.lock; the runtime also publishes its P table and
+ * scheduler counters. The loader records which process owns which slot in
+ * two maps only it writes (`goro_slot_owner`, `goro_tgid_slot`).
  *
- *   - Fast path for wakeups: if select_cpu finds an idle CPU for the waking
- *     task, we insert it straight into that CPU's local DSQ and skip the
- *     shared queue (and the vtime order) altogether. With fewer runnable
- *     tasks than CPUs this is the only path taken, and it is as cheap as
- *     sched_ext gets.
+ * Resolving a task to its M ("Resolution"): a task's tgid leads to a slot
+ * through goro_tgid_slot; the slot's owner record must name the same tgid;
+ * then the block's M table is scanned for the task's pid. The result is
+ * cached in task storage (slot, generation, record index) and re-checked
+ * cheaply on every use: record tid == p->pid, slot owner == p->tgid, owner
+ * generation unchanged. Scans that find nothing are retried at most every
+ * SCAN_RETRY_NS per task (a new M fills its tid in as the first thing it
+ * does, so a miss is usually a thread that is not an M).
  *
- * Why
- * ---
- * It is the smallest policy that is fair, starvation-free and easy to
- * reason about, so that the plumbing around it -- build, skeleton, loader,
- * exit reporting, VM tests, stats -- can be proven first. A wrong policy
- * built on that plumbing is easy to fix; wrong plumbing under a clever
- * policy is not.
+ * We never trust the block: every index is bounds-checked, every state
+ * checked against its enum, counters are read under their sequence count,
+ * and a block whose heartbeat is older than GORO_STALE_NS (or absurdly in
+ * the future) gives no boosts at all. Whatever it says, we only reorder
+ * work inside the task's fair share; see "Why lying gains nothing".
+ *
+ * The runtime-aware policy
+ * ------------------------
+ * For Ms of attached processes, with a fresh block:
+ *
+ *   a. An M RUNNING with a P keeps its CPU. It is the one thread of its
+ *      process doing useful work on that P; spinning and idle Ms of the
+ *      same process must not take its place. At slice expiry
+ *      (goro_dispatch) it gets another slice if its vtime is not more than
+ *      one slice ahead of the shared queue's head (counted: KEEP_P).
+ *   b. Spinning Ms wait on their own queue, GORO_SPIN_DSQ, with a short
+ *      slice (spin_slice_ns): a spinning M is looking for work, which is
+ *      worth a CPU only when nobody with real work wants it. The spin queue
+ *      is consumed when the shared queue is empty -- or, so that it too
+ *      obeys the starvation bound, when its head has waited longer than
+ *      spin_max_wait_ns.
+ *   c. P -> CPU affinity: we remember (per slot, per P) the CPU each P last
+ *      ran on, from ops.running of the M holding it. An M that holds or is
+ *      handed a P wakes on that CPU if it is idle: the P's run queue, its
+ *      Gs' stacks and its mcache are warm there.
+ *   d. The sched.lock holder (GORO_MF_LOCKHELD) whose slice expires gets
+ *      one extension of lock_ext_ns per stint on the CPU: preempting a lock
+ *      holder stalls every M of the process that wants the lock. The
+ *      extension is charged like any other run time.
+ *   e. Wakeups that the runtime makes to get work started (startm/wakep:
+ *      the woken M is STARTING, SPINNING or NETPOLL) go to an idle CPU at
+ *      once; if none is idle and the woken M is owed CPU -- its vtime at
+ *      least wake_preempt_lag_ns below the (estimated, current) vtime of a
+ *      task running somewhere -- that CPU is preempted
+ *      (SCX_KICK_PREEMPT). A per-CPU record of what runs where (vtime at
+ *      start, start time, weight) makes the estimate.
+ *
+ * Why lying gains nothing. Every boost above is either bounded by vtime
+ * (a, e: only a task not ahead of the others by more than a slice / owed
+ * CPU gets it) or is a small fixed amount charged as run time (d), or
+ * gives the lying task less (b: a spinning M waits behind real work).
+ * Every nanosecond on a CPU is charged to the task's vtime, and vtime is
+ * what orders the shared queue. So a process claiming that all its threads
+ * hold Ps, the lock and are carrying Ps gets the same CPU over time as a
+ * process with the same number of plain CPU hogs (measured in the VM:
+ * see tests/vm/scx_goro_fairness).
+ *
+ * The kernel view
+ * ---------------
+ * From ops.runnable/running/stopping/quiescent we keep, per slot, our own
+ * record of which Ms are runnable and running and on which CPU
+ * (struct slot_priv, BPF-private), and mirror it into the block's
+ * goro_kernel_view for the runtime. We never read the view back: the
+ * process can write over it.
+ *
+ * In-kernel checkdead (issue 6)
+ * -----------------------------
+ * A BPF timer (checkdead_period_ns) walks the attached slots. A process is
+ * stalled when it has runnable Gs (sum of its P run queues plus the global
+ * run queue, from a consistent snapshot of the counters) while none of its
+ * Ms (sysmon excluded) is runnable or running in the kernel's eyes and
+ * none is in a system call. That is a lost wake-up: work exists and
+ * nobody will ever pick it up. If the condition holds for
+ * stall_threshold_ns we emit one GORO_EV_STALL into the `events` ring
+ * buffer (one per episode), with a snapshot of the block for the loader
+ * to print. Not reported: a process that is stopped (SIGSTOP; its group
+ * leader's SIGNAL_STOP_STOPPED), a process whose block is stale (its
+ * runtime is frozen or dead: we cannot trust a snapshot nobody refreshes),
+ * and a process with a runnable thread not yet matched to a record while
+ * some record is being born (tid still 0): that is an M starting up.
  *
  * Where it falls short
  * --------------------
- *   - One queue for all CPUs: every enqueue and dispatch takes the same
- *     DSQ lock. Fine for the 2-CPU VMs we test in; it is known to collapse
- *     on large machines and on pipe ping-pong workloads.
- *   - No topology (LLC, SMT, NUMA) beyond what scx_bpf_select_cpu_dfl knows.
- *   - Direct-to-idle dispatch ignores vtime; a task woken onto an idle CPU
- *     runs even if others have a smaller vtime (they wait on the shared
- *     queue, where another CPU will find them).
- *   - No preemption on wakeup: a woken task waits for the running task's
- *     slice to end (slice_ns bounds that wait).
- *   - Weights are honoured only within the starvation bound: however low
- *     its weight, a task waits at most about MAX_DEBT_SLICES slices of
- *     vtime, so a nice-19 CPU hog gets about 1/(MAX_DEBT_SLICES + 1) of a
- *     nice-0 hog's share instead of 1/68 of it.
- *   - Run time is read off the remaining slice, so a task that yields pays
- *     for a whole slice (see charge_used_slice). Go's runtime yields in
- *     its spin loops; the runtime-aware version should measure instead.
- *   - It knows nothing about the goro runtime. That is the point of the
- *     next version (issue 2): the runtime will export its P/M state --
- *     which threads are Ms, which M holds a P, which are spinning looking
- *     for work, which holds sched.lock -- through scx_goro.h, and this file
- *     will use it to keep Ms that hold Ps on CPUs, to not waste CPUs on
- *     spinning Ms when real work waits, and to not preempt the lock holder.
- *     The structure is ready for that: scx_goro.h is the one header both
- *     sides share, and the policy lives in the few ops below.
+ *   - One shared queue for all CPUs: one lock; fine for our 2-CPU VMs,
+ *     known to collapse on big machines and pipe ping-pong.
+ *   - No topology beyond scx_bpf_select_cpu_dfl's.
+ *   - Direct-to-idle dispatch ignores vtime.
+ *   - Preemption on wakeup only for goro Ms; others wait for a slice end.
+ *   - Weights honoured only within the starvation bound.
+ *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
+ *     in jiffies; the length of a jiffy is measured by the checkdead timer
+ *     (we cannot read CONFIG_HZ: the target kernel has no IKCONFIG) and
+ *     assumed to be 10 ms (HZ=100, the longest) until then.
+ *   - The stall check trusts the process's counters for "runnable Gs" and
+ *     its M words for "in a syscall": a process can hide its own stall,
+ *     or invent one (only an event line; nothing is acted on).
+ *   - Hotplug: not handled; the kernel asks for a restart and the loader
+ *     restarts.
  */
 #include "goro_common.bpf.h"
 #include "scx_goro.h"
@@ -82,46 +142,100 @@ char _license[] SEC("license") = "GPL";
 
 /*
  * How long a task may run before it goes back to the queue. Shorter slices
- * mean lower wakeup latency for queued tasks and more context switches;
- * longer ones the opposite. Go's own sysmon preempts a goroutine after 10
- * ms; 5 ms keeps us below that. Ticks decide when a slice actually ends, so
- * with HZ=250 the real granularity is 4 ms. Set by the loader (-s).
+ * mean lower wakeup latency for queued tasks and more context switches.
+ * Go's sysmon preempts a goroutine after 10 ms; 5 ms keeps us below that.
+ * Ticks decide when a slice actually ends (HZ=250: 4 ms). Loader: -s.
  */
 const volatile __u64 slice_ns = 5ULL * 1000 * 1000; /* __u64: the skeleton shows it to C++ */
 
 /*
- * Starvation bound: how far ahead of vtime_now, in slices, a queued task's
- * vtime may be. A queued task runs once every task ahead of it has
- * advanced past it; a weight-100 task advances by one slice per slice it
- * runs, so with N such tasks competing on C CPUs the wait is at most about
- * N * (MAX_DEBT_SLICES + 1) * slice_ns / C: 1.25 s for 100 CPU hogs on our
- * 2-CPU test VMs with 5 ms slices, well inside timeout_ms. Heavier tasks
- * (negative nice) advance more slowly and stretch that; rare enough for
- * now. Larger values honour low weights better and wait longer.
+ * Slice of a spinning M. A spinner looks for work for a few microseconds
+ * and then parks (Go: about 4 rounds of stealing); a short slice gives the
+ * CPU back quickly if it keeps spinning. Shorter means more dispatches.
+ * Note that ticks end slices: below 1/HZ this mostly matters through
+ * ops.dispatch seeing it as expired at the next tick.
  */
+const volatile __u64 spin_slice_ns = 200ULL * 1000;
+
+/*
+ * Starvation bound of GORO_SPIN_DSQ: its head is consumed before the
+ * shared queue once it has waited this long. Must stay far below
+ * timeout_ms (5 s): a queue of N spinners behind always-busy CPUs drains
+ * one per CPU per bound.
+ */
+const volatile __u64 spin_max_wait_ns = 20ULL * 1000 * 1000;
+
+/*
+ * The one extension the sched.lock holder gets when its slice expires,
+ * per stint on a CPU. Long enough for any sched.lock section (they are
+ * microseconds), short enough that a liar gains nothing measurable.
+ */
+const volatile __u64 lock_ext_ns = 100ULL * 1000;
+
+/*
+ * A woken M preempts a running task only if that task's vtime is at
+ * least this much ahead of the M's: less thrashes CPUs between tasks of
+ * nearly equal vtime, more makes Ms wait for slices to end.
+ */
+const volatile __u64 wake_preempt_lag_ns = 1ULL * 1000 * 1000;
+
+/*
+ * In-kernel checkdead: the timer period, and how long "runnable Gs but no
+ * M to run them" must hold before we report it. Loader: --stall-ms. Below
+ * about 20 ms a busy process's brief hand-offs (an M woken but not yet on
+ * a CPU counts as runnable, so those are fine; a G made runnable just
+ * before the runtime publishes the M that will take it is not) could be
+ * reported.
+ */
+const volatile __u64 checkdead_period_ns = 10ULL * 1000 * 1000;
+const volatile __u64 stall_threshold_ns = 100ULL * 1000 * 1000;
+
+/* Starvation bound of the shared queue: see "Starvation bound" above. */
 enum { MAX_DEBT_SLICES = 4 };
+
+/* A failed M-table scan is retried at most this often per task. */
+#define SCAN_RETRY_NS (1ULL * 1000 * 1000)
+/* The per-CPU record of what runs where covers this many CPUs. */
+#define MAX_CPUS 512
+/* include/linux/sched/signal.h: the group stop is complete. Not in BTF. */
+#define SIGNAL_STOP_STOPPED 0x00000001
+/* include/uapi/linux/time.h; a #define, so not in vmlinux.h. */
+#define CLOCK_MONOTONIC 1
+#define NSEC_PER_SEC 1000000000ULL
 
 /*
  * Fault injection, for tests only: if non-zero, the scheduler aborts
- * itself with scx_bpf_error() at the fail_after_enqueues-th enqueue, so the
- * error-exit path (exit info, debug dump, loader exit status) can be
- * exercised on demand. Set by the loader's --fail-after-enqueues.
+ * itself with scx_bpf_error() at the fail_after_enqueues-th enqueue.
+ * Loader: --fail-after-enqueues.
  */
 const volatile __u64 fail_after_enqueues = 0;
 static u64 nr_enqueues_total;
 
 /*
  * The scheduler's "now" in vtime: the largest vtime of any task that has
- * started running (goro_running). Both clamps in goro_enqueue are relative
- * to it. Racy: CPUs update it without a lock, and two CPUs that both read
- * the old value can store in the "wrong" order, moving it back a little.
- * That only shifts the clamps by a fraction of a slice for a moment; the
- * next task that starts running moves it forward again.
+ * started running. Racy (CPUs update it without a lock and may move it
+ * back a little); that shifts the clamps by a fraction of a slice for a
+ * moment.
  */
 static u64 vtime_now;
 
+/*
+ * Bumped by the loader (through the skeleton's .bss) after every attach
+ * and detach of a process. A task that resolved to "no attached process"
+ * skips the tgid lookup until this changes.
+ */
+volatile __u64 attach_seq; /* __u64: the skeleton shows it to C++ */
+
 /* Filled in by goro_exit(); see "Exit info" in scx_goro.h. */
 struct goro_exit_info goro_uei;
+
+/*
+ * Length of a jiffy in ns, measured by the checkdead timer (see "Where it
+ * falls short"). Until measured, the longest plausible (HZ=100), which
+ * errs on the side of consuming the spin queue early.
+ */
+static u64 ns_per_jiffy = NSEC_PER_SEC / 100;
+static u64 jiffies_at_init, ktime_at_init;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -129,6 +243,130 @@ struct {
 	__uint(value_size, sizeof(u64));
 	__uint(max_entries, GORO_NR_STATS);
 } stats SEC(".maps");
+
+/* Wake-to-run latency; see "Wake-to-run latency histograms" in scx_goro.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, sizeof(u64));
+	__uint(max_entries, GORO_HIST_NR_CLASSES * GORO_HIST_BUCKETS);
+} hist SEC(".maps");
+
+/*
+ * The runtime export. The inner map template must match the maps the
+ * loader creates exactly (type, key/value size, entries, flags).
+ */
+struct goro_proc_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct goro_proc_export);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, GORO_MAX_PROCS);
+	__type(key, u32);
+	__array(values, struct goro_proc_map);
+} goro_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GORO_MAX_PROCS);
+	__type(key, u32);
+	__type(value, struct goro_slot_owner);
+} goro_slot_owner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, GORO_MAX_PROCS * 2);
+	__type(key, u32);
+	__type(value, struct goro_tgid_slot);
+} goro_tgid_slot SEC(".maps");
+
+/* In-kernel checkdead reports; the loader polls it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/*
+ * Our own truth about an attached slot. Reset whenever the slot's owner
+ * generation changes (a new process in the slot).
+ */
+struct slot_priv {
+	u64 gen;		/* owner generation this state belongs to */
+	s32 nr_runnable;	/* matched Ms, sysmon excluded, runnable now */
+	s32 nr_unmatched_runnable; /* threads of the owner not matched to a record */
+	u64 stall_since_ns;	/* 0: the stall condition does not hold */
+	u64 stall_reported;	/* the current episode has been reported */
+	u64 stall_events;
+	u32 p_cpu[GORO_MAX_P];	/* CPU + 1 each P last ran on; 0: unknown */
+	u64 km[GORO_MAX_M];	/* what we mirror into kv.km */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GORO_MAX_PROCS);
+	__type(key, u32);
+	__type(value, struct slot_priv);
+} slot_privs SEC(".maps");
+
+/* What the task counts as in its slot's nr_* (so quiescent undoes exactly that). */
+enum { CNT_NONE = 0, CNT_MATCHED, CNT_SYSMON, CNT_UNMATCHED };
+
+struct task_ctx {
+	s32 slot;		/* slot of the task's process; -1: not attached */
+	s32 midx;		/* M record; -1: not matched */
+	u64 gen;		/* the owner generation slot/midx belong to */
+	u64 seen_attach_seq;	/* attach_seq when we last found "not attached" */
+	u64 next_scan_ns;	/* no new M-table scan before this */
+	u64 running_at;		/* start of the current stint, 0: not running */
+	u64 woke_at;		/* ops.runnable time until the task runs; 0: none */
+	u64 cnt_gen;		/* what we counted the task in: see CNT_* */
+	s32 cnt_slot;
+	s32 cnt_midx;
+	u8 counted;
+	u8 lock_ext_used;	/* the stint's lock-holder extension is spent */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} task_ctxs SEC(".maps");
+
+/*
+ * What runs on each CPU, for the wake-preemption decision (policy e).
+ * Written by ops.running/stopping of the task on that CPU, read racily
+ * from any CPU: a stale entry at worst costs one unneeded preemption or
+ * misses one.
+ */
+struct cpu_ctx {
+	u64 vtime;	/* the running task's vtime when it started */
+	u64 started_at;
+	u32 weight;
+	u32 tgid;	/* 0: nothing of ours running */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, u32);
+	__type(value, struct cpu_ctx);
+} cpu_ctxs SEC(".maps");
+
+struct checkdead_timer {
+	struct bpf_timer timer;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct checkdead_timer);
+} checkdead_timers SEC(".maps");
 
 static void stat_inc(enum goro_stat idx)
 {
@@ -140,10 +378,16 @@ static void stat_inc(enum goro_stat idx)
 		(*cnt)++;
 }
 
-/*
- * The exit kinds in scx_goro.h are userspace's copy of the kernel's enum;
- * keep them honest. (The casts: the two enums are different types.)
- */
+static void hist_add(u32 cls, u64 ns)
+{
+	u32 key = cls * GORO_HIST_BUCKETS + goro_hist_bucket(ns);
+	u64 *cnt = bpf_map_lookup_elem(&hist, &key);
+
+	if (cnt)
+		(*cnt)++;
+}
+
+/* Keep the userspace copies of kernel constants honest. */
 _Static_assert((int)GORO_EXIT_NONE == (int)SCX_EXIT_NONE, "exit kind NONE");
 _Static_assert((int)GORO_EXIT_DONE == (int)SCX_EXIT_DONE, "exit kind DONE");
 _Static_assert((int)GORO_EXIT_UNREG == (int)SCX_EXIT_UNREG, "exit kind UNREG");
@@ -158,120 +402,590 @@ _Static_assert((int)GORO_EXIT_ERROR_STALL == (int)SCX_EXIT_ERROR_STALL, "exit ki
 _Static_assert((int)GORO_EXIT_ERROR_REENQ == (int)SCX_EXIT_ERROR_REENQ, "exit kind ERROR_REENQ");
 _Static_assert((int)GORO_EXIT_ERROR_RESCUE == (int)SCX_EXIT_ERROR_RESCUE, "exit kind ERROR_RESCUE");
 _Static_assert((int)GORO_EXIT_MSG_LEN == (int)SCX_EXIT_MSG_LEN, "exit message length");
+_Static_assert(GORO_ECODE_ACT_RESTART == SCX_ECODE_ACT_RESTART, "restart exit code bit");
+_Static_assert(GORO_OPS_SWITCH_PARTIAL == SCX_OPS_SWITCH_PARTIAL, "partial switch flag");
+
+/* ===========================================================================
+ * Resolution: which M of which attached process is this task?
+ * ======================================================================== */
 
 /*
- * select_cpu is only a hint: the kernel calls it on wakeup, and if the CPU
- * we return turns out not to be allowed for @p it picks a fallback itself.
- * scx_bpf_select_cpu_dfl() does the usual search (prev_cpu if idle, then
- * an idle core/CPU nearby) and tells us whether what it found is idle.
- * If so we insert @p into that CPU's local DSQ right here; the kernel then
- * skips goro_enqueue for this wakeup and kicks the idle CPU.
+ * Everything one decision needs about a task, looked up once. word is
+ * the M's word if the block is fresh and the word valid, else 0 ("no
+ * boosts"); raw_word is the valid word regardless of freshness (the
+ * kernel view is kept even for frozen processes).
+ */
+struct goro_ref {
+	struct goro_proc_export *blk;
+	struct slot_priv *sp;
+	u64 gen;
+	s32 slot;	/* -1: not a thread of an attached process */
+	s32 midx;	/* -1: not matched to a record */
+	u32 tid;
+	u64 raw_word;
+	u64 word;
+};
+
+static struct goro_proc_export *proc_block(u32 slot)
+{
+	u32 zero = 0;
+	void *inner = bpf_map_lookup_elem(&goro_procs, &slot);
+
+	if (!inner)
+		return NULL;
+	return bpf_map_lookup_elem(inner, &zero);
+}
+
+static void slot_priv_clear_tables(struct slot_priv *sp)
+{
+	int i;
+
+	/* Too big for a memset the BPF backend would inline. */
+	goro_for(i, 0, GORO_MAX_M) {
+		if (i < 0 || i >= GORO_MAX_M)
+			break;
+		sp->km[i] = 0;
+		if (i < GORO_MAX_P)
+			sp->p_cpu[i] = 0;
+	}
+}
+
+/*
+ * The BPF-private state of @slot for owner generation @gen, reset if it
+ * belonged to a previous owner. Two CPUs may both see the old generation;
+ * the compare-and-swap lets one of them reset.
+ */
+static struct slot_priv *slot_priv_get(u32 slot, u64 gen)
+{
+	struct slot_priv *sp = bpf_map_lookup_elem(&slot_privs, &slot);
+	u64 old;
+
+	if (!sp)
+		return NULL;
+	old = sp->gen;
+	if (old != gen && __sync_val_compare_and_swap(&sp->gen, old, gen) == old) {
+		sp->nr_runnable = 0;
+		sp->nr_unmatched_runnable = 0;
+		sp->stall_since_ns = 0;
+		sp->stall_reported = 0;
+		sp->stall_events = 0;
+		slot_priv_clear_tables(sp);
+	}
+	return sp;
+}
+
+/*
+ * A heartbeat older than GORO_STALE_NS means the runtime stopped
+ * publishing (frozen, stopped, dying): nothing in the block is current.
+ * One far in the future is garbage. Either way: no boosts.
+ */
+static bool block_fresh(struct goro_proc_export *blk, u64 now)
+{
+	u64 hb = *(volatile u64 *)&blk->hdr.heartbeat_ns;
+
+	if (!hb || time_before(hb + GORO_STALE_NS, now) || time_before(now + GORO_STALE_NS, hb))
+		return false;
+	return true;
+}
+
+/* @w if it is a well-formed M word, else 0. */
+static u64 m_word_valid(u64 w)
+{
+	u32 st = GORO_MW_STATE(w);
+
+	if (st == GORO_M_FREE || st >= GORO_M_NR_STATES)
+		return 0;
+	if (GORO_MW_P(w) >= GORO_MAX_P)
+		return 0;
+	return w;
+}
+
+/*
+ * The P an M holds or has been handed, -1 if none: RUNNING with a P,
+ * STARTING with a P (handed by startm), or carrying one for another M.
+ */
+static s32 m_word_p(u64 w)
+{
+	u32 st = GORO_MW_STATE(w);
+	s32 pidx = GORO_MW_P(w);
+
+	if (pidx < 0 || pidx >= GORO_MAX_P)
+		return -1;
+	if (st == GORO_M_RUNNING || st == GORO_M_STARTING || (w & GORO_MF_CARRYING))
+		return pidx;
+	return -1;
+}
+
+/* Woken by the runtime to get work started: startm, wakep, netpoll. */
+static bool m_word_woken(u64 w)
+{
+	u32 st = GORO_MW_STATE(w);
+
+	return st == GORO_M_STARTING || st == GORO_M_SPINNING || st == GORO_M_NETPOLL;
+}
+
+/* The first record of @blk whose tid is @pid, or -1. */
+static s32 m_scan(struct goro_proc_export *blk, u32 pid)
+{
+	s32 found = -1;
+	int i;
+
+	goro_for(i, 0, GORO_MAX_M) {
+		if (i < 0 || i >= GORO_MAX_M)
+			break;
+		if (blk->m[i].tid == pid) {
+			found = i;
+			break;
+		}
+	}
+	return found;
+}
+
+/*
+ * Resolve @p into @r. May scan the M table (at most once per
+ * SCAN_RETRY_NS) if @may_scan. Returns false if @p is not a thread of an
+ * attached process (r->slot == -1).
+ */
+static bool goro_resolve(struct task_struct *p, struct task_ctx *tctx, struct goro_ref *r,
+			 bool may_scan, u64 now)
+{
+	struct goro_slot_owner *own;
+	struct goro_tgid_slot *ts;
+	u32 tgid = p->tgid, pid = p->pid, slot;
+	u64 seq = attach_seq;
+	s32 midx;
+
+	r->slot = -1;
+	r->midx = -1;
+	r->raw_word = 0;
+	r->word = 0;
+	r->blk = NULL;
+	r->sp = NULL;
+
+	if (tctx->slot < 0) {
+		if (tctx->seen_attach_seq == seq)
+			return false;
+		ts = bpf_map_lookup_elem(&goro_tgid_slot, &tgid);
+		if (!ts) {
+			tctx->seen_attach_seq = seq;
+			return false;
+		}
+		slot = ts->slot;
+	} else {
+		slot = tctx->slot;
+	}
+	if (slot >= GORO_MAX_PROCS)
+		goto not_attached;
+	own = bpf_map_lookup_elem(&goro_slot_owner, &slot);
+	if (!own || own->tgid != tgid || !own->gen)
+		goto not_attached;
+	if (tctx->slot != (s32)slot || tctx->gen != own->gen) {
+		tctx->slot = slot;
+		tctx->gen = own->gen;
+		tctx->midx = -1;
+		tctx->next_scan_ns = 0;
+	}
+	r->blk = proc_block(slot);
+	r->sp = slot_priv_get(slot, own->gen);
+	if (!r->blk || !r->sp)
+		goto not_attached;
+	r->slot = slot;
+	r->gen = own->gen;
+	r->tid = pid;
+
+	midx = tctx->midx;
+	if (midx >= 0 && midx < GORO_MAX_M && r->blk->m[midx].tid != pid) {
+		/* The record was reused or the M exited: look again. */
+		midx = -1;
+		tctx->next_scan_ns = 0;
+	}
+	if ((midx < 0 || midx >= GORO_MAX_M) && may_scan && !time_before(now, tctx->next_scan_ns)) {
+		midx = m_scan(r->blk, pid);
+		if (midx < 0) {
+			tctx->next_scan_ns = now + SCAN_RETRY_NS;
+			stat_inc(GORO_STAT_M_SCAN_MISS);
+		} else {
+			stat_inc(GORO_STAT_M_MATCHED);
+		}
+	}
+	if (midx < 0 || midx >= GORO_MAX_M) {
+		tctx->midx = -1;
+		return true;
+	}
+	tctx->midx = midx;
+	r->midx = midx;
+	r->raw_word = m_word_valid(*(volatile u64 *)&r->blk->m[midx].word);
+	if (r->raw_word) {
+		if (block_fresh(r->blk, now))
+			r->word = r->raw_word;
+		else
+			stat_inc(GORO_STAT_STALE_BLOCK);
+	}
+	return true;
+
+not_attached:
+	tctx->slot = -1;
+	tctx->midx = -1;
+	tctx->seen_attach_seq = seq;
+	return false;
+}
+
+/* ===========================================================================
+ * The kernel view: our truth in slot_priv, mirrored into the block.
+ * ======================================================================== */
+
+static void kv_publish(struct goro_ref *r, s32 midx, u64 km, u64 now)
+{
+	struct goro_kernel_view *kv = &r->blk->kv;
+	s32 n;
+
+	if (midx >= 0 && midx < GORO_MAX_M) {
+		r->sp->km[midx] = km;
+		kv->km[midx] = km;
+	}
+	kv->gen = r->gen;
+	kv->updated_ns = now;
+	n = r->sp->nr_runnable;
+	kv->nr_runnable = n > 0 ? n : 0;
+	n = r->sp->nr_unmatched_runnable;
+	kv->nr_unmatched_runnable = n > 0 ? n : 0;
+}
+
+static u64 km_make(u64 flags, s32 cpu, u32 tid)
+{
+	return flags | ((u64)(cpu & 0xffff) << 8) | ((u64)tid << 32);
+}
+
+/* @p became runnable: count it in its slot (once). */
+static void account_runnable(struct task_struct *p, struct task_ctx *tctx, struct goro_ref *r,
+			     u64 now)
+{
+	if (r->slot < 0 || tctx->counted != CNT_NONE)
+		return;
+	tctx->cnt_slot = r->slot;
+	tctx->cnt_gen = r->gen;
+	tctx->cnt_midx = r->midx;
+	if (r->midx >= 0) {
+		if (GORO_MW_STATE(r->raw_word) == GORO_M_SYSMON) {
+			tctx->counted = CNT_SYSMON;
+		} else {
+			tctx->counted = CNT_MATCHED;
+			__sync_fetch_and_add(&r->sp->nr_runnable, 1);
+		}
+		kv_publish(r, r->midx, km_make(GORO_KM_RUNNABLE, scx_bpf_task_cpu(p), r->tid), now);
+	} else {
+		tctx->counted = CNT_UNMATCHED;
+		__sync_fetch_and_add(&r->sp->nr_unmatched_runnable, 1);
+		kv_publish(r, -1, 0, now);
+	}
+}
+
+/* Undo account_runnable; @r may be for a later resolution (or none). */
+static void account_quiescent(struct task_ctx *tctx, u64 now)
+{
+	struct goro_ref r = {};
+	struct goro_slot_owner *own;
+	u32 slot = tctx->cnt_slot;
+	u8 counted = tctx->counted;
+
+	tctx->counted = CNT_NONE;
+	if (counted == CNT_NONE || slot >= GORO_MAX_PROCS)
+		return;
+	own = bpf_map_lookup_elem(&goro_slot_owner, &slot);
+	if (!own || own->gen != tctx->cnt_gen)
+		return; /* the slot was freed or reused: its counts were reset */
+	r.blk = proc_block(slot);
+	r.sp = slot_priv_get(slot, own->gen);
+	if (!r.blk || !r.sp)
+		return;
+	r.gen = own->gen;
+	if (counted == CNT_MATCHED)
+		__sync_fetch_and_sub(&r.sp->nr_runnable, 1);
+	else if (counted == CNT_UNMATCHED)
+		__sync_fetch_and_sub(&r.sp->nr_unmatched_runnable, 1);
+	if (counted == CNT_UNMATCHED) {
+		kv_publish(&r, -1, 0, now);
+		return;
+	}
+	s32 midx = tctx->cnt_midx;
+
+	if (midx < 0 || midx >= GORO_MAX_M)
+		return;
+	/* Keep the tid and last CPU; drop the runnable/running bits. */
+	kv_publish(&r, midx, r.sp->km[midx] & ~(GORO_KM_RUNNABLE | GORO_KM_RUNNING), now);
+}
+
+/* ===========================================================================
+ * Charging and the per-CPU record.
+ * ======================================================================== */
+
+/* Charge @p for the time since its stint started (or was last charged). */
+static void charge(struct task_struct *p, struct task_ctx *tctx, u64 now)
+{
+	u64 used;
+
+	if (!tctx->running_at)
+		return;
+	used = now - tctx->running_at;
+	tctx->running_at = now;
+	if ((s64)used <= 0)
+		return;
+	/* Weight 100 is nice 0; the kernel keeps it in 1..10000, never 0. */
+	scx_bpf_task_set_dsq_vtime(p, p->scx.dsq_vtime + used * 100 / p->scx.weight);
+}
+
+static struct cpu_ctx *cpu_ctx_of(s32 cpu)
+{
+	u32 key = cpu;
+
+	/* A map, not a .bss array: the verifier lost the bounds of the index. */
+	return bpf_map_lookup_elem(&cpu_ctxs, &key);
+}
+
+/*
+ * The CPU running the task with the largest estimated current vtime, if
+ * that is more than wake_preempt_lag_ns ahead of @vtime; -1 otherwise.
+ * Tasks of @p's own process are never the victim: the woken M would only
+ * take the CPU of an M of its own process, which the runtime decided to
+ * keep running.
+ */
+static s32 find_victim(struct task_struct *p, u64 vtime, u64 now)
+{
+	u64 best_v = vtime + wake_preempt_lag_ns;
+	u32 tgid = p->tgid, n = scx_bpf_nr_cpu_ids();
+	s32 best = -1;
+	int cpu;
+
+	if (n > MAX_CPUS)
+		n = MAX_CPUS;
+	goro_for(cpu, 0, n) {
+		struct cpu_ctx *cc = cpu_ctx_of(cpu);
+		u64 est, w;
+
+		if (!cc)
+			break;
+		if (!cc->tgid || cc->tgid == tgid)
+			continue;
+		if (!bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+			continue;
+		w = cc->weight ? cc->weight : 100;
+		est = cc->vtime + (now - cc->started_at) * 100 / w;
+		if (time_before(best_v, est)) {
+			best_v = est;
+			best = cpu;
+		}
+	}
+	return best;
+}
+
+static u64 slice_for(u64 w)
+{
+	return (w && GORO_MW_STATE(w) == GORO_M_SPINNING) ? spin_slice_ns : slice_ns;
+}
+
+/* Has the head of GORO_SPIN_DSQ, @p, waited longer than spin_max_wait_ns? */
+static bool spin_aged(struct task_struct *p)
+{
+	u64 waited = bpf_jiffies64() - p->scx.runnable_at;
+
+	return waited * ns_per_jiffy > spin_max_wait_ns;
+}
+
+/* ===========================================================================
+ * The ops.
+ * ======================================================================== */
+
+/*
+ * select_cpu is a hint on wakeup; inserting into SCX_DSQ_LOCAL here puts
+ * @p on the local DSQ of the CPU we return, skipping goro_enqueue, and the
+ * kernel kicks that CPU if it is idle.
  */
 s32 GORO_STRUCT_OPS(goro_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+	struct goro_ref r = {};
 	bool is_idle = false;
+	u64 now = bpf_ktime_get_ns();
+	u64 w = 0;
 	s32 cpu;
+
+	if (tctx && goro_resolve(p, tctx, &r, false, now))
+		w = r.word;
+
+	/* Policy c: an M with a P wakes where its P last ran, if that CPU is idle. */
+	if (w && r.sp) {
+		s32 pidx = m_word_p(w);
+
+		if (pidx >= 0 && pidx < GORO_MAX_P) {
+			s32 pcpu = (s32)r.sp->p_cpu[pidx] - 1;
+
+			if (pcpu >= 0 && (u32)pcpu < scx_bpf_nr_cpu_ids() &&
+			    bpf_cpumask_test_cpu(pcpu, p->cpus_ptr) &&
+			    scx_bpf_test_and_clear_cpu_idle(pcpu)) {
+				stat_inc(GORO_STAT_P_AFFINITY);
+				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
+				return pcpu;
+			}
+		}
+	}
 
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (is_idle) {
 		stat_inc(GORO_STAT_DIRECT_IDLE);
-		/* SCX_DSQ_LOCAL here means the local DSQ of the CPU we return. */
-		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_ns, 0);
+		if (w && m_word_woken(w))
+			stat_inc(GORO_STAT_WAKE_IDLE);
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
 	}
 	return cpu;
 }
 
 /*
  * enqueue must put @p somewhere: a task the scheduler neither inserts nor
- * keeps track of never runs again, and the watchdog ejects us after
- * timeout_ms. Ours always inserts into the shared queue.
+ * keeps track of never runs again, and the watchdog ejects us.
  */
 void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 {
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+	struct goro_ref r = {};
 	u64 vtime = p->scx.dsq_vtime;
+	u64 now = bpf_ktime_get_ns();
+	u64 dsq = GORO_SHARED_DSQ;
+	u64 w = 0;
 
-	/*
-	 * Sleeper credit: a task that has been asleep keeps its old, small
-	 * vtime. Let it be at most one slice behind vtime_now, so it runs
-	 * soon but cannot starve the tasks that kept running meanwhile.
-	 */
+	if (tctx && goro_resolve(p, tctx, &r, false, now))
+		w = r.word;
+
+	/* Sleeper credit: at most one slice behind vtime_now. */
 	if (time_before(vtime, vtime_now - slice_ns)) {
 		vtime = vtime_now - slice_ns;
 		stat_inc(GORO_STAT_CREDIT_CLAMPED);
 	}
-
-	/*
-	 * Starvation bound: see MAX_DEBT_SLICES. The insert stores the
-	 * clamped vtime into p->scx.dsq_vtime, so both cuts stick.
-	 */
+	/* Starvation bound: see MAX_DEBT_SLICES. The insert stores the clamped vtime. */
 	if (time_before(vtime_now + MAX_DEBT_SLICES * slice_ns, vtime)) {
 		vtime = vtime_now + MAX_DEBT_SLICES * slice_ns;
 		stat_inc(GORO_STAT_DEBT_CLAMPED);
 	}
 
+	/*
+	 * Policy b: a spinning M that was preempted or used up its slice
+	 * waits on the spin queue. A spinning M that is being woken (wakep)
+	 * is wanted now: policy e below.
+	 */
+	if (w && GORO_MW_STATE(w) == GORO_M_SPINNING && !(enq_flags & SCX_ENQ_WAKEUP)) {
+		dsq = GORO_SPIN_DSQ;
+		stat_inc(GORO_STAT_SPIN_ENQ);
+	} else {
+		stat_inc(GORO_STAT_ENQUEUE);
+	}
+
 	struct scx_bpf_dsq_insert_vtime_args args = {
-		.dsq_id = GORO_SHARED_DSQ,
-		.slice = slice_ns,
+		.dsq_id = dsq,
+		.slice = slice_for(w),
 		.vtime = vtime,
 		.enq_flags = enq_flags,
 	};
-	stat_inc(GORO_STAT_ENQUEUE);
 	if (fail_after_enqueues &&
 	    __sync_fetch_and_add(&nr_enqueues_total, 1) + 1 == fail_after_enqueues)
 		goro_error("fault injection: enqueue %llu", fail_after_enqueues);
 	/* On the root scheduler a failed insert aborts us; nothing to check. */
 	__scx_bpf_dsq_insert_vtime(p, &args);
-}
 
-/*
- * Charge @p for the part of its slice it used: vtime += used * 100/weight.
- *
- * "Used" is read off the slice: p->scx.slice counts down from the slice_ns
- * we gave @p, so this relies on every slice @p runs on having come from us
- * (goro_select_cpu, goro_enqueue, goro_dispatch). A slice the kernel sets
- * itself -- SCX_SLICE_DFL when it keeps a task running that we did not
- * refill, or in bypass mode -- can leave more than slice_ns remaining;
- * charge nothing then rather than a huge wrapped amount.
- *
- * A task that yields has its slice zeroed by the kernel and so pays for
- * the whole slice: yielding is expensive here. Charging measured run time
- * (a timestamp per task in task-local storage) would fix that.
- */
-static void charge_used_slice(struct task_struct *p)
-{
-	u64 used_ns;
+	/*
+	 * Policy e: an M woken to start work gets an idle CPU at once, or,
+	 * if it is owed CPU, a preempted one. Either CPU then dispatches the
+	 * shared queue's head, by vtime: we add no unfairness, we only stop
+	 * the M from waiting for somebody's slice to end.
+	 */
+	if (w && dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && m_word_woken(w)) {
+		s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 
-	if (p->scx.slice > slice_ns)
-		return;
-	used_ns = slice_ns - p->scx.slice;
-	/* Weight 100 is nice 0; the kernel keeps it in 1..10000, never 0. */
-	scx_bpf_task_set_dsq_vtime(p, p->scx.dsq_vtime + used_ns * 100 / p->scx.weight);
+		if (cpu >= 0) {
+			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+			stat_inc(GORO_STAT_WAKE_KICK);
+		} else {
+			cpu = find_victim(p, vtime, now);
+			if (cpu >= 0) {
+				scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+				stat_inc(GORO_STAT_WAKE_PREEMPT);
+			}
+		}
+	}
 }
 
 /*
  * dispatch is called when @cpu's local DSQ is empty and the task that ran
  * last, @prev (NULL if the CPU was idle), has no slice left or stopped.
- * Moving the head of the shared queue (smallest vtime) to the local DSQ
- * is the normal case.
+ * If we insert nothing and @prev is still runnable, the kernel keeps
+ * running @prev -- with SCX_SLICE_DFL (20 ms) unless we refill its slice
+ * ourselves, which we always do.
  */
 void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 {
-	if (scx_bpf_dsq_move_to_local(GORO_SHARED_DSQ)) {
-		stat_inc(GORO_STAT_DISPATCH);
+	struct task_ctx *ptctx = NULL;
+	struct task_struct *spin_head, *head;
+	struct goro_ref r = {};
+	u64 now = bpf_ktime_get_ns();
+	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
+	u64 w = 0;
+
+	if (prev_queued) {
+		ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
+		if (ptctx) {
+			/* prev does not pass through goro_stopping if we keep it. */
+			charge(prev, ptctx, now);
+			if (goro_resolve(prev, ptctx, &r, false, now))
+				w = r.word;
+		}
+		/* Policy d: one bounded extension for the sched.lock holder. */
+		if (w && (w & GORO_MF_LOCKHELD) && ptctx && !ptctx->lock_ext_used) {
+			ptctx->lock_ext_used = 1;
+			scx_bpf_task_set_slice(prev, lock_ext_ns);
+			stat_inc(GORO_STAT_LOCK_EXT);
+			return;
+		}
+	}
+
+	/* Policy b's starvation bound comes before everything that follows. */
+	spin_head = scx_bpf_dsq_peek(GORO_SPIN_DSQ);
+	if (spin_head && spin_aged(spin_head) && scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
+		stat_inc(GORO_STAT_SPIN_AGED);
 		return;
 	}
 
 	/*
-	 * Nothing queued. If @prev is still runnable the kernel keeps running
-	 * it, and if we leave its slice at zero it refills it with
-	 * SCX_SLICE_DFL (20 ms) behind our back: @prev would run 4x longer
-	 * than slice_ns before anyone else got a chance, uncharged. So refill
-	 * it ourselves, after charging the slice it just used up (it does not
-	 * pass through goro_stopping in between).
+	 * Policy a: a RUNNING M with a P keeps its CPU while its vtime is not
+	 * more than a slice ahead of the shared queue's head. Within that
+	 * slice of lead it beats anyone queued, its own spinners included.
 	 */
-	if (prev && (prev->scx.flags & SCX_TASK_QUEUED)) {
-		charge_used_slice(prev);
-		scx_bpf_task_set_slice(prev, slice_ns);
+	if (prev_queued && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0) {
+		bool keep = true, contended = false;
+
+		/* (Booleans, not pointer tests in one expression: the verifier refuses "ptr | ptr".) */
+		if (spin_head)
+			contended = true;
+		head = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
+		if (head) {
+			contended = true;
+			if (time_before(head->scx.dsq_vtime + slice_ns, prev->scx.dsq_vtime))
+				keep = false;
+		}
+		if (keep) {
+			stat_inc(contended ? GORO_STAT_KEEP_P : GORO_STAT_KEEP_RUNNING);
+			scx_bpf_task_set_slice(prev, slice_ns);
+			return;
+		}
+	}
+
+	if (scx_bpf_dsq_move_to_local(GORO_SHARED_DSQ)) {
+		stat_inc(GORO_STAT_DISPATCH);
+		return;
+	}
+	if (scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
+		stat_inc(GORO_STAT_SPIN_DISPATCH);
+		return;
+	}
+	if (prev_queued) {
+		scx_bpf_task_set_slice(prev, slice_for(w));
 		stat_inc(GORO_STAT_KEEP_RUNNING);
 		return;
 	}
@@ -279,19 +993,96 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 }
 
 /*
- * running/stopping bracket each stint of @p on a CPU. They may run on a
- * CPU other than the task's; use nothing per-CPU here.
+ * runnable/running/stopping/quiescent bracket a task's life on a run
+ * queue: runnable -> (running -> stopping)* -> quiescent. running and
+ * stopping may be called on another CPU than the task's: the task's CPU
+ * is scx_bpf_task_cpu(p).
  */
+void GORO_STRUCT_OPS(goro_runnable, struct task_struct *p, u64 enq_flags)
+{
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+	struct goro_ref r = {};
+	u64 now = bpf_ktime_get_ns();
+
+	if (!tctx)
+		return;
+	tctx->woke_at = now;
+	if (goro_resolve(p, tctx, &r, true, now))
+		account_runnable(p, tctx, &r, now);
+}
+
 void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 {
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+	s32 cpu = scx_bpf_task_cpu(p);
+	struct cpu_ctx *cc = cpu_ctx_of(cpu);
+	struct goro_ref r = {};
+	u64 now = bpf_ktime_get_ns();
+	bool matched = false;
+
 	/* Racy; see vtime_now. */
 	if (time_before(vtime_now, p->scx.dsq_vtime))
 		vtime_now = p->scx.dsq_vtime;
+	if (cc) {
+		cc->vtime = p->scx.dsq_vtime;
+		cc->started_at = now;
+		cc->weight = p->scx.weight;
+		cc->tgid = p->tgid;
+	}
+	if (!tctx)
+		return;
+	tctx->running_at = now;
+	tctx->lock_ext_used = 0;
+
+	if (goro_resolve(p, tctx, &r, tctx->midx < 0, now)) {
+		/* Matched since it became runnable: count it as what it is now. */
+		if (tctx->counted == CNT_UNMATCHED && r.midx >= 0) {
+			account_quiescent(tctx, now);
+			account_runnable(p, tctx, &r, now);
+		} else if (tctx->counted == CNT_NONE) {
+			account_runnable(p, tctx, &r, now);
+		}
+		if (r.midx >= 0) {
+			matched = true;
+			kv_publish(&r, r.midx, km_make(GORO_KM_RUNNABLE | GORO_KM_RUNNING, cpu, r.tid), now);
+			/* Policy c: remember where the P runs. Fresh blocks only. */
+			s32 pidx = r.word ? m_word_p(r.word) : -1;
+
+			if (pidx >= 0 && pidx < GORO_MAX_P && GORO_MW_STATE(r.word) == GORO_M_RUNNING)
+				r.sp->p_cpu[pidx] = cpu + 1;
+		}
+	}
+	if (tctx->woke_at) {
+		hist_add(matched ? GORO_HIST_GORO : GORO_HIST_OTHER, now - tctx->woke_at);
+		tctx->woke_at = 0;
+	}
 }
 
 void GORO_STRUCT_OPS(goro_stopping, struct task_struct *p, bool runnable)
 {
-	charge_used_slice(p);
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+	struct cpu_ctx *cc = cpu_ctx_of(scx_bpf_task_cpu(p));
+	struct goro_ref r = {};
+	u64 now = bpf_ktime_get_ns();
+
+	if (cc && cc->tgid == p->tgid)
+		cc->tgid = 0;
+	if (!tctx)
+		return;
+	charge(p, tctx, now);
+	tctx->running_at = 0;
+	if (tctx->counted == CNT_MATCHED || tctx->counted == CNT_SYSMON) {
+		if (goro_resolve(p, tctx, &r, false, now) && r.midx >= 0 && r.midx == tctx->cnt_midx)
+			kv_publish(&r, r.midx, r.sp->km[r.midx] & ~GORO_KM_RUNNING, now);
+	}
+}
+
+void GORO_STRUCT_OPS(goro_quiescent, struct task_struct *p, u64 deq_flags)
+{
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+
+	if (tctx)
+		account_quiescent(tctx, bpf_ktime_get_ns());
 }
 
 /* A task entering sched_ext (at load, or when forked) starts at the present. */
@@ -300,14 +1091,232 @@ void GORO_STRUCT_OPS(goro_enable, struct task_struct *p)
 	scx_bpf_task_set_dsq_vtime(p, vtime_now);
 }
 
+s32 GORO_STRUCT_OPS_SLEEPABLE(goro_init_task, struct task_struct *p, struct scx_init_task_args *args)
+{
+	struct task_ctx *tctx;
+
+	tctx = bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tctx)
+		return -12; /* -ENOMEM: the kernel refuses the fork / the load */
+	tctx->slot = -1;
+	tctx->midx = -1;
+	tctx->cnt_slot = -1;
+	tctx->cnt_midx = -1;
+	/*
+	 * "Looked at attach_seq 0": until the first process attaches (the
+	 * loader bumps attach_seq), nobody is attached and no lookup is due.
+	 */
+	tctx->seen_attach_seq = 0;
+	return 0;
+}
+
+/* ===========================================================================
+ * In-kernel checkdead: the timer.
+ * ======================================================================== */
+
+/* Is @tgid's thread group stopped (SIGSTOP and friends)? Gone counts as stopped. */
+static bool process_stopped(u32 tgid)
+{
+	struct task_struct *leader = bpf_task_from_pid(tgid);
+	bool stopped;
+
+	if (!leader)
+		return true;
+	stopped = leader->signal->flags & SIGNAL_STOP_STOPPED;
+	bpf_task_release(leader);
+	return stopped;
+}
+
+static __always_inline void stall_emit(u32 slot, u32 tgid, struct goro_proc_export *blk, struct slot_priv *sp,
+		       struct goro_sched_counters *sc, u64 now)
+{
+	struct goro_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+	if (!ev) {
+		stat_inc(GORO_STAT_EVENTS_DROPPED);
+		return;
+	}
+	ev->kind = GORO_EV_STALL;
+	ev->tgid = tgid;
+	ev->slot = slot;
+	ev->__pad = 0;
+	ev->stalled_ns = now - sp->stall_since_ns;
+	ev->now_ns = now;
+	ev->sc = *sc;
+	ev->nm = blk->hdr.nm;
+	ev->__pad2 = 0;
+	bpf_probe_read_kernel(ev->m, sizeof(ev->m), blk->m);
+	bpf_probe_read_kernel(ev->km, sizeof(ev->km), sp->km);
+	bpf_probe_read_kernel(ev->p, sizeof(ev->p), blk->p);
+	bpf_ringbuf_submit(ev, 0);
+}
+
+static void stall_clear(struct slot_priv *sp)
+{
+	sp->stall_since_ns = 0;
+	sp->stall_reported = 0;
+}
+
+static void checkdead_slot(u32 slot, u64 now)
+{
+	struct goro_sched_counters sc;
+	struct goro_proc_export *blk;
+	struct goro_slot_owner *own;
+	struct slot_priv *sp;
+	u64 seq, runnable_gs;
+	bool active = false, born = false;
+	u32 nprocs, tgid;
+	int i;
+
+	own = bpf_map_lookup_elem(&goro_slot_owner, &slot);
+	if (!own || !own->tgid || !own->gen)
+		return;
+	tgid = own->tgid;
+	blk = proc_block(slot);
+	sp = slot_priv_get(slot, own->gen);
+	if (!blk || !sp)
+		return;
+	if (!block_fresh(blk, now)) {
+		stall_clear(sp);
+		return;
+	}
+
+	/*
+	 * A consistent copy of the counters: seq even and unchanged across the
+	 * copy (the runtime makes it odd while it writes). The barriers keep
+	 * the compiler from moving the copy out of the window; the CPU (x86:
+	 * loads are not reordered with loads) keeps it in order. A torn read
+	 * just skips this tick.
+	 */
+	seq = *(volatile u64 *)&blk->sc.seq;
+	if (seq & 1)
+		return;
+	asm volatile("" ::: "memory");
+	__builtin_memcpy(&sc, &blk->sc, sizeof(sc));
+	asm volatile("" ::: "memory");
+	if (*(volatile u64 *)&blk->sc.seq != seq)
+		return;
+
+	runnable_gs = sc.runqsize > (1U << 24) ? (1U << 24) : sc.runqsize;
+	nprocs = sc.gomaxprocs > GORO_MAX_P ? GORO_MAX_P : sc.gomaxprocs;
+	goro_for(i, 0, nprocs) {
+		u64 pw;
+		u32 q;
+
+		if (i < 0 || i >= GORO_MAX_P)
+			break;
+		pw = blk->p[i].word;
+		if (GORO_PW_STATUS(pw) >= GORO_P_DEAD)
+			continue;
+		q = GORO_PW_RUNQ(pw);
+		runnable_gs += q > (1U << 24) ? (1U << 24) : q;
+	}
+	if (!runnable_gs) {
+		stall_clear(sp);
+		return;
+	}
+
+	goro_for(i, 0, GORO_MAX_M) {
+		u32 tid, st;
+		u64 km;
+
+		if (i < 0 || i >= GORO_MAX_M)
+			break;
+		tid = blk->m[i].tid;
+		st = GORO_MW_STATE(blk->m[i].word);
+		if (!tid) {
+			if (st != GORO_M_FREE && st < GORO_M_NR_STATES)
+				born = true;
+			continue;
+		}
+		if (st == GORO_M_SYSCALL) {
+			active = true;
+			break;
+		}
+		if (st == GORO_M_SYSMON)
+			continue;
+		km = sp->km[i];
+		if ((km & GORO_KM_RUNNABLE) && GORO_KM_TID(km) == tid) {
+			active = true;
+			break;
+		}
+	}
+	if (!active && born && sp->nr_unmatched_runnable > 0)
+		active = true;
+	if (active) {
+		stall_clear(sp);
+		return;
+	}
+
+	if (!sp->stall_since_ns) {
+		sp->stall_since_ns = now;
+		return;
+	}
+	if (sp->stall_reported || now - sp->stall_since_ns < stall_threshold_ns)
+		return;
+	if (process_stopped(tgid)) {
+		/* Nobody runs a stopped process; start over after SIGCONT. */
+		sp->stall_since_ns = now;
+		return;
+	}
+	sp->stall_reported = 1;
+	sp->stall_events++;
+	blk->kv.stall_events = sp->stall_events;
+	stat_inc(GORO_STAT_STALL_EVENTS);
+	stall_emit(slot, tgid, blk, sp, &sc, now);
+}
+
+static int checkdead_timerfn(void *map, int *key, struct checkdead_timer *t)
+{
+	u64 now = bpf_ktime_get_ns();
+	u64 jiffies = bpf_jiffies64();
+	int slot;
+
+	/* Measure the jiffy (see "Where it falls short") once a second has passed. */
+	if (ns_per_jiffy == NSEC_PER_SEC / 100 && now - ktime_at_init > NSEC_PER_SEC &&
+	    jiffies > jiffies_at_init)
+		ns_per_jiffy = (now - ktime_at_init) / (jiffies - jiffies_at_init);
+
+	goro_for(slot, 0, GORO_MAX_PROCS)
+		checkdead_slot(slot, now);
+	bpf_timer_start(&t->timer, checkdead_period_ns, 0);
+	return 0;
+}
+
 s32 GORO_STRUCT_OPS_SLEEPABLE(goro_init)
 {
+	struct checkdead_timer *t;
+	u32 zero = 0;
 	s32 ret;
 
 	/* node -1: the queue's memory may come from any NUMA node. */
 	ret = scx_bpf_create_dsq(GORO_SHARED_DSQ, -1);
-	if (ret)
+	if (ret) {
 		goro_error("failed to create the shared DSQ (%d)", ret);
+		return ret;
+	}
+	ret = scx_bpf_create_dsq(GORO_SPIN_DSQ, -1);
+	if (ret) {
+		goro_error("failed to create the spin DSQ (%d)", ret);
+		return ret;
+	}
+
+	jiffies_at_init = bpf_jiffies64();
+	ktime_at_init = bpf_ktime_get_ns();
+	t = bpf_map_lookup_elem(&checkdead_timers, &zero);
+	if (!t) {
+		goro_error("checkdead timer lookup failed");
+		return -2;
+	}
+	ret = bpf_timer_init(&t->timer, &checkdead_timers, CLOCK_MONOTONIC);
+	if (ret) {
+		goro_error("checkdead timer init failed (%d)", ret);
+		return ret;
+	}
+	bpf_timer_set_callback(&t->timer, checkdead_timerfn);
+	ret = bpf_timer_start(&t->timer, checkdead_period_ns, 0);
+	if (ret)
+		goro_error("checkdead timer start failed (%d)", ret);
 	return ret;
 }
 
@@ -332,9 +1341,12 @@ struct sched_ext_ops goro_ops = {
 	.select_cpu = (void *)goro_select_cpu,
 	.enqueue = (void *)goro_enqueue,
 	.dispatch = (void *)goro_dispatch,
+	.runnable = (void *)goro_runnable,
 	.running = (void *)goro_running,
 	.stopping = (void *)goro_stopping,
+	.quiescent = (void *)goro_quiescent,
 	.enable = (void *)goro_enable,
+	.init_task = (void *)goro_init_task,
 	.init = (void *)goro_init,
 	.exit = (void *)goro_exit,
 	/*

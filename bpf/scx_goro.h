@@ -46,8 +46,73 @@ enum goro_stat {
 	GORO_STAT_DISPATCH,	 /* dispatch: moved a task from the shared DSQ to a local DSQ */
 	GORO_STAT_KEEP_RUNNING,	 /* dispatch: shared DSQ empty, the previous task got a new slice */
 	GORO_STAT_DISPATCH_IDLE, /* dispatch: shared DSQ empty, nothing to keep running */
+	/* The runtime-aware policy (see the top of scx_goro.bpf.c). */
+	GORO_STAT_KEEP_P,	 /* dispatch: a P-holding M kept its CPU at slice end (preemption avoided) */
+	GORO_STAT_LOCK_EXT,	 /* dispatch: the sched.lock holder got its one slice extension */
+	GORO_STAT_P_AFFINITY,	 /* select_cpu: an M with a P went to the idle CPU its P last ran on */
+	GORO_STAT_WAKE_IDLE,	 /* a woken M (STARTING/SPINNING/NETPOLL) went to an idle CPU */
+	GORO_STAT_WAKE_KICK,	 /* enqueue: a woken M kicked an idle CPU to come and take it */
+	GORO_STAT_WAKE_PREEMPT,	 /* enqueue: a woken M owed CPU preempted a CPU (SCX_KICK_PREEMPT) */
+	GORO_STAT_SPIN_ENQ,	 /* enqueue: a spinning M went to GORO_SPIN_DSQ */
+	GORO_STAT_SPIN_DISPATCH, /* dispatch: GORO_SPIN_DSQ consumed because the shared DSQ was empty */
+	GORO_STAT_SPIN_AGED,	 /* dispatch: GORO_SPIN_DSQ consumed first because its head waited too long */
+	GORO_STAT_M_MATCHED,	 /* a task was matched to an M record (a scan found its tid) */
+	GORO_STAT_M_SCAN_MISS,	 /* a scan of an attached process's M table did not find the task */
+	GORO_STAT_STALE_BLOCK,	 /* a block was ignored because its heartbeat was stale */
+	GORO_STAT_STALL_EVENTS,	 /* in-kernel checkdead reported a stall (one per episode) */
+	GORO_STAT_EVENTS_DROPPED, /* the `events` ring buffer was full */
 	GORO_NR_STATS,
 };
+
+/*
+ * Wake-to-run latency histograms: the per-CPU array `hist`, one __u64
+ * count per (class, bucket), key = class * GORO_HIST_BUCKETS + bucket.
+ * Latency is measured from ops.runnable (the wakeup) to ops.running.
+ *
+ * Buckets are log-linear: values 0..3 ns have one bucket each; above that
+ * every power of two [2^k, 2^(k+1)) is cut into 4 equal sub-buckets, so a
+ * bucket is at most 25% wide (a percentile read off it is within 25%).
+ * Values of 2^(GORO_HIST_MAX_LOG2+1) ns (about 68 s) and more land in the
+ * last bucket. goro_hist_bucket() and goro_hist_lower() are the mapping,
+ * shared by both sides so they cannot disagree.
+ */
+enum goro_hist_class {
+	GORO_HIST_GORO = 0,  /* threads matched to an M record of an attached process */
+	GORO_HIST_OTHER = 1, /* everything else */
+	GORO_HIST_NR_CLASSES,
+};
+#define GORO_HIST_MAX_LOG2 35
+#define GORO_HIST_BUCKETS (4 * GORO_HIST_MAX_LOG2 + 4) /* 144 */
+
+static inline __u32 goro_hist_bucket(__u64 v)
+{
+	__u32 log2 = 0;
+	__u64 t = v;
+
+	if (v < 4)
+		return (__u32)v;
+	/* floor(log2(v)) without a loop (the BPF side has no clz). */
+	if (t >> 32) { log2 += 32; t >>= 32; }
+	if (t >> 16) { log2 += 16; t >>= 16; }
+	if (t >> 8) { log2 += 8; t >>= 8; }
+	if (t >> 4) { log2 += 4; t >>= 4; }
+	if (t >> 2) { log2 += 2; t >>= 2; }
+	if (t >> 1) { log2 += 1; }
+	if (log2 > GORO_HIST_MAX_LOG2)
+		return GORO_HIST_BUCKETS - 1;
+	return 4 * (log2 - 1) + (__u32)((v >> (log2 - 2)) & 3);
+}
+
+/* The smallest value that lands in @bucket (userspace: percentiles). */
+static inline __u64 goro_hist_lower(__u32 bucket)
+{
+	__u32 log2;
+
+	if (bucket < 4)
+		return bucket;
+	log2 = bucket / 4 + 1;
+	return (1ULL << log2) + (__u64)(bucket % 4) * (1ULL << (log2 - 2));
+}
 
 /*
  * Exit info.
@@ -92,6 +157,22 @@ enum {
 	 */
 	GORO_EXIT_DUMP_LEN = 16384,
 };
+
+/*
+ * Exit codes. scx_bpf_exit()'s code (and the kernel's own, for a
+ * kernel-requested unregister) follows the kernel's convention: the low 32
+ * bits are the scheduler's own, bits 32..47 a reason, and this bit says
+ * "the scheduler should be loaded again" (e.g. after CPU hotplug, which we
+ * do not handle in place). The loader restarts when it is set.
+ */
+#define GORO_ECODE_ACT_RESTART (1ULL << 48)
+
+/*
+ * The struct_ops flag SCX_OPS_SWITCH_PARTIAL, for the loader (-p): only
+ * tasks whose policy is SCHED_EXT are ours, the rest stay in the fair
+ * class. scx_goro.bpf.c checks the value against the kernel's enum.
+ */
+#define GORO_OPS_SWITCH_PARTIAL (1ULL << 3)
 
 struct goro_exit_info {
 	__s32 kind;	  /* enum goro_exit_kind; written last, see above */
@@ -326,6 +407,26 @@ struct goro_proc_export {
 	struct goro_p_export p[GORO_MAX_P];
 	/* Kernel-written, on its own cache lines. */
 	struct goro_kernel_view kv __attribute__((aligned(64)));
+};
+
+/*
+ * The loader's ownership records (BPF_MAP_TYPE_ARRAY `goro_slot_owner`,
+ * index = slot, and BPF_MAP_TYPE_HASH `goro_tgid_slot`, key = tgid).
+ * Neither is mmapable: only the loader (through bpf(2)) writes them, so
+ * the BPF side can trust them where it cannot trust the block. A free
+ * slot has tgid 0. `gen` is the value the loader also wrote to hdr.gen;
+ * the BPF side uses the copy here, never the block's.
+ */
+struct goro_slot_owner {
+	__u32 tgid;
+	__u32 __pad;
+	__u64 gen;
+};
+
+struct goro_tgid_slot {
+	__u32 slot;
+	__u32 __pad;
+	__u64 gen;
 };
 
 /* hdr.flags */

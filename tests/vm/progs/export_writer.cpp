@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// goro_export_writer MODE NTHREADS SECONDS
+//
+// A stand-in for a goro process, for scx_goro's VM tests: it speaks the
+// attach handshake of bpf/scx_goro.h itself (no goro runtime) and then
+// publishes into its block what MODE says, with NTHREADS worker threads,
+// for SECONDS seconds. At exit it prints one line:
+//
+//   export_writer: mode MODE pid PID threads N cpu_ms C wall_ms W attached 0|1
+//
+// Modes:
+//   honest   every worker burns CPU and publishes RUNNING with P i (its own P),
+//            fresh heartbeat and counters: what a busy goro process looks like.
+//   liar     every worker claims RUNNING|LOCKHELD|CARRYING with P 0, the
+//            counters claim huge run queues, heartbeat fresh; all spin. Must
+//            get no more CPU than an honest CPU hog with as many threads.
+//   garbage  a thread writes random bytes over the whole block, continuously,
+//            while the workers burn CPU. Must be harmless and gain nothing.
+//   stall    workers register as IDLE Ms, P0 claims one runnable G (g17) and
+//            nothing else can run it; then everybody sleeps. A sysmon thread
+//            keeps the heartbeat fresh. scx_goro must report a stall.
+//   idle     like stall but with empty queues: must report nothing.
+//   plain    does not attach: NTHREADS plain CPU hogs (the fairness baseline).
+//
+// Exit status: 0; 2 if attaching failed (except in plain mode); 1 on bad usage.
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "scx_goro.h"
+
+namespace {
+
+enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain };
+
+std::atomic<bool> done{false};
+goro_proc_export* blk = nullptr;
+
+uint64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint32_t gettid_u32() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
+
+// Plain stores to shared memory the kernel reads; volatile keeps them real.
+void store64(volatile __u64* p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+void store32(volatile __u32* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+// Publishes the counters under their sequence count (odd while writing).
+void publish_counters(uint32_t gomaxprocs, uint32_t npidle, uint32_t runqsize, uint64_t head) {
+  goro_sched_counters* sc = &blk->sc;
+  const uint64_t seq = sc->seq;
+  store64(&sc->seq, seq + 1);
+  std::atomic_thread_fence(std::memory_order_release);
+  sc->gomaxprocs = gomaxprocs;
+  sc->npidle = npidle;
+  sc->runqsize = runqsize;
+  sc->runq_head_goid = head;
+  sc->published_ns = mono_ns();
+  std::atomic_thread_fence(std::memory_order_release);
+  store64(&sc->seq, seq + 2);
+}
+
+// Attaches: returns the block, or nullptr with a message.
+goro_proc_export* attach(uint32_t* flags) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", GORO_SCX_SOCK);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::fprintf(stderr, "export_writer: connect %s: %s\n", GORO_SCX_SOCK, std::strerror(errno));
+    return nullptr;
+  }
+  goro_hello hello = {GORO_EXPORT_MAGIC, GORO_EXPORT_ABI};
+  if (send(fd, &hello, sizeof(hello), 0) != static_cast<ssize_t>(sizeof(hello))) {
+    std::fprintf(stderr, "export_writer: send hello: %s\n", std::strerror(errno));
+    return nullptr;
+  }
+  goro_welcome w = {};
+  iovec iov = {&w, sizeof(w)};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof(cbuf);
+  ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n != static_cast<ssize_t>(sizeof(w)) || w.magic != GORO_EXPORT_MAGIC) {
+    std::fprintf(stderr, "export_writer: bad welcome (%zd bytes): %s\n", n, std::strerror(errno));
+    return nullptr;
+  }
+  if (w.status != 0) {
+    std::fprintf(stderr, "export_writer: attach refused: %s\n", std::strerror(-w.status));
+    return nullptr;
+  }
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
+    std::fprintf(stderr, "export_writer: welcome without a map fd\n");
+    return nullptr;
+  }
+  int map_fd;
+  std::memcpy(&map_fd, CMSG_DATA(c), sizeof(int));
+  void* p = mmap(nullptr, w.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+  if (p == MAP_FAILED) {
+    std::fprintf(stderr, "export_writer: mmap: %s\n", std::strerror(errno));
+    return nullptr;
+  }
+  close(map_fd);
+  // The connection stays open (close-on-exec) for our whole life: closing
+  // it is how the loader learns we are gone.
+  std::printf("export_writer: attached: slot %u gen %" PRIu64 " flags %#x\n", w.slot,
+              static_cast<uint64_t>(w.gen), w.flags);
+  std::fflush(stdout);
+  *flags = w.flags;
+  return static_cast<goro_proc_export*>(p);
+}
+
+void burn_until_done() {
+  volatile uint64_t x = 0;
+  while (!done.load(std::memory_order_relaxed))
+    for (int i = 0; i < 100000; i++) x = x + 1;
+}
+
+void sleep_until_done() {
+  while (!done.load(std::memory_order_relaxed)) {
+    timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
+void worker(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
+  if (partial) {
+    sched_param sp = {};
+    sched_setscheduler(0, GORO_SCHED_EXT, &sp);
+  }
+  if (mode == Mode::kPlain || mode == Mode::kGarbage) {
+    burn_until_done();
+    return;
+  }
+  const uint32_t m = idx + 1;  // record 0 is the sysmon thread
+  goro_m_export* rec = &blk->m[m];
+  store32(&rec->tid, gettid_u32());
+  switch (mode) {
+    case Mode::kHonest:
+      store64(&blk->p[idx].word, GORO_PW_MAKE(GORO_P_RUNNING, m, 0));
+      store64(&rec->word, GORO_MW_MAKE(GORO_M_RUNNING, idx, 0));
+      burn_until_done();
+      break;
+    case Mode::kLiar:
+      store64(&rec->word, GORO_MW_MAKE(GORO_M_RUNNING, 0, GORO_MF_LOCKHELD | GORO_MF_CARRYING));
+      store64(&blk->p[idx % GORO_MAX_P].word, GORO_PW_MAKE(GORO_P_RUNNING, m, 1000000));
+      burn_until_done();
+      break;
+    case Mode::kStall:
+    case Mode::kIdle:
+      store64(&rec->word, GORO_MW_MAKE(GORO_M_IDLE, -1, 0));
+      sleep_until_done();
+      break;
+    default:
+      break;
+  }
+  store64(&rec->word, 0);
+  store32(&rec->tid, 0);
+  (void)nthreads;
+}
+
+// The sysmon stand-in: record 0, keeps the heartbeat fresh (every 10 ms,
+// like Go's sysmon at its fastest) and, except in garbage mode, republishes
+// the counters.
+void sysmon(Mode mode, uint32_t nthreads) {
+  if (mode != Mode::kGarbage) {
+    store32(&blk->m[0].tid, gettid_u32());
+    store64(&blk->m[0].word, GORO_MW_MAKE(GORO_M_SYSMON, -1, 0));
+  }
+  while (!done.load(std::memory_order_relaxed)) {
+    if (mode != Mode::kGarbage) {
+      store64(&blk->hdr.heartbeat_ns, mono_ns());
+      switch (mode) {
+        case Mode::kHonest:
+          publish_counters(nthreads, 0, 0, 0);
+          break;
+        case Mode::kLiar:
+          publish_counters(nthreads, 0, 1000000000U, 12345);
+          break;
+        case Mode::kStall:
+        case Mode::kIdle:
+          publish_counters(nthreads, nthreads, 0, 0);
+          break;
+        default:
+          break;
+      }
+    }
+    timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
+// Garbage mode: random bytes over the whole block, all the time.
+void scribbler() {
+  std::mt19937_64 rng(static_cast<uint64_t>(getpid()) * 7919 + mono_ns());
+  volatile uint64_t* words = reinterpret_cast<volatile uint64_t*>(blk);
+  const size_t n = sizeof(goro_proc_export) / sizeof(uint64_t);
+  while (!done.load(std::memory_order_relaxed)) {
+    for (size_t i = 0; i < n; i++) words[i] = rng();
+    // Sometimes a plausible-looking block: fresh heartbeat, our own tids.
+    store64(&blk->hdr.heartbeat_ns, mono_ns());
+  }
+}
+
+double cpu_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain NTHREADS SECONDS\n", argv[0]);
+    return 1;
+  }
+  const std::string m = argv[1];
+  Mode mode;
+  if (m == "honest") mode = Mode::kHonest;
+  else if (m == "liar") mode = Mode::kLiar;
+  else if (m == "garbage") mode = Mode::kGarbage;
+  else if (m == "stall") mode = Mode::kStall;
+  else if (m == "idle") mode = Mode::kIdle;
+  else if (m == "plain") mode = Mode::kPlain;
+  else {
+    std::fprintf(stderr, "export_writer: unknown mode '%s'\n", argv[1]);
+    return 1;
+  }
+  const int nthreads = std::atoi(argv[2]);
+  const double secs = std::atof(argv[3]);
+  if (nthreads < 1 || nthreads > GORO_MAX_M - 1 || nthreads > GORO_MAX_P || secs <= 0) {
+    std::fprintf(stderr, "export_writer: want 1..%d threads and a positive duration\n", GORO_MAX_P);
+    return 1;
+  }
+
+  uint32_t flags = 0;
+  if (mode != Mode::kPlain) {
+    blk = attach(&flags);
+    if (blk == nullptr) return 2;
+    store32(&blk->hdr.abi, GORO_EXPORT_ABI);
+    store32(&blk->hdr.pid, static_cast<uint32_t>(getpid()));
+    store32(&blk->hdr.nm, static_cast<uint32_t>(nthreads) + 1);
+    store64(&blk->hdr.heartbeat_ns, mono_ns());
+    if (mode == Mode::kStall) {
+      // One runnable G on P0, which nobody owns: a lost wake-up.
+      blk->p[0].runnext_goid = 17;
+      store64(&blk->p[0].word, GORO_PW_MAKE(GORO_P_IDLE, -1, 1));
+    }
+  }
+  const bool partial = (flags & GORO_ATTACH_PARTIAL) != 0;
+
+  const uint64_t t0 = mono_ns();
+  std::vector<std::thread> threads;
+  if (mode != Mode::kPlain) threads.emplace_back(sysmon, mode, static_cast<uint32_t>(nthreads));
+  if (mode == Mode::kGarbage) threads.emplace_back(scribbler);
+  for (int i = 0; i < nthreads; i++)
+    threads.emplace_back(worker, mode, static_cast<uint32_t>(i), static_cast<uint32_t>(nthreads), partial);
+
+  timespec ts = {static_cast<time_t>(secs), static_cast<long>((secs - static_cast<double>(static_cast<time_t>(secs))) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  done = true;
+  for (std::thread& t : threads) t.join();
+  const double wall_ms = static_cast<double>(mono_ns() - t0) / 1e6;
+  std::printf("export_writer: mode %s pid %d threads %d cpu_ms %.0f wall_ms %.0f attached %d\n", argv[1],
+              static_cast<int>(getpid()), nthreads, cpu_ms(), wall_ms, blk != nullptr ? 1 : 0);
+  std::fflush(stdout);
+  return 0;
+}

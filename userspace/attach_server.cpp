@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// AttachServer: see attach_server.h, and "The runtime export" in
+// bpf/scx_goro.h for the protocol this implements.
+
+#include "attach_server.h"
+
+#include <bpf/bpf.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace {
+
+// A client that connected but sent no hello within this long is dropped:
+// it holds no slot, but we do not keep its fd forever.
+constexpr uint64_t kHelloTimeoutMs = 5000;
+
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+}  // namespace
+
+size_t AttachServer::block_map_size() {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return (sizeof(goro_proc_export) + page - 1) / page * page;
+}
+
+AttachServer::~AttachServer() {
+  stop();
+  for (uint32_t i = 0; i < GORO_MAX_PROCS && blocks_created_; i++) {
+    if (blk_[i] != nullptr) munmap(blk_[i], block_map_size());
+    if (inner_fd_[i] >= 0) close(inner_fd_[i]);
+  }
+}
+
+bool AttachServer::create_blocks(const Maps& maps, std::string* err) {
+  maps_ = maps;
+  for (int& fd : inner_fd_) fd = -1;
+  blocks_created_ = true;
+  // Must match the inner map template in scx_goro.bpf.c (struct goro_proc_map)
+  // exactly, or the insert into goro_procs fails with EINVAL.
+  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
+  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "goro_proc%u", i);
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(uint32_t), sizeof(goro_proc_export), 1, &opts);
+    if (fd < 0) {
+      *err = std::string("creating block map ") + name + ": " + std::strerror(errno);
+      return false;
+    }
+    inner_fd_[i] = fd;
+    void* p = mmap(nullptr, block_map_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      *err = std::string("mmap of block map ") + name + ": " + std::strerror(errno);
+      return false;
+    }
+    blk_[i] = static_cast<goro_proc_export*>(p);
+    if (bpf_map_update_elem(maps_.procs_fd, &i, &fd, BPF_ANY) != 0) {
+      *err = std::string("inserting ") + name + " into goro_procs: " + std::strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool AttachServer::start(uint32_t attach_flags, std::string* err) {
+  attach_flags_ = attach_flags;
+  listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) {
+    *err = std::string("socket: ") + std::strerror(errno);
+    return false;
+  }
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", GORO_SCX_SOCK);
+  // A SIGKILLed loader leaves its socket behind; only one loader can run
+  // (one sched_ext scheduler at a time), so a socket here is stale.
+  unlink(GORO_SCX_SOCK);
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    *err = std::string("bind ") + GORO_SCX_SOCK + ": " + std::strerror(errno);
+    return false;
+  }
+  // Any user's goro process may attach: it only ever gets its own block.
+  chmod(GORO_SCX_SOCK, 0666);
+  if (listen(listen_fd_, 64) != 0) {
+    *err = std::string("listen: ") + std::strerror(errno);
+    return false;
+  }
+  if (pipe2(wake_fd_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    *err = std::string("pipe: ") + std::strerror(errno);
+    return false;
+  }
+  thread_ = std::thread([this] { run(); });
+  return true;
+}
+
+void AttachServer::stop() {
+  if (thread_.joinable()) {
+    char c = 1;
+    (void)!write(wake_fd_[1], &c, 1);
+    thread_.join();
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+      if (slots_[i].conn >= 0) free_slot(i);
+    for (const Pending& p : pending_) close(p.fd);
+    pending_.clear();
+  }
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+    unlink(GORO_SCX_SOCK);
+  }
+  for (int& fd : wake_fd_) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+}
+
+std::vector<AttachServer::Attached> AttachServer::attached() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<Attached> out;
+  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+    if (slots_[i].conn >= 0) out.push_back({i, slots_[i].tgid, slots_[i].gen, blk_[i]});
+  return out;
+}
+
+// Frees @slot: the ownership records first (from then on the BPF side
+// ignores the block), then the block is zeroed; the next attach gets a
+// new generation. mu_ must be held.
+void AttachServer::free_slot(uint32_t slot) {
+  Slot& s = slots_[slot];
+  bpf_map_delete_elem(maps_.tgid_fd, &s.tgid);
+  goro_slot_owner none = {};
+  bpf_map_update_elem(maps_.owner_fd, &slot, &none, BPF_ANY);
+  __atomic_add_fetch(maps_.attach_seq, 1, __ATOMIC_SEQ_CST);
+  std::memset(blk_[slot], 0, sizeof(goro_proc_export));
+  close(s.conn);
+  s = Slot{};
+}
+
+void AttachServer::reply(int fd, int32_t status, uint32_t slot, uint64_t gen, int map_fd) {
+  goro_welcome w = {};
+  w.magic = GORO_EXPORT_MAGIC;
+  w.abi = GORO_EXPORT_ABI;
+  w.status = status;
+  w.slot = slot;
+  w.gen = gen;
+  w.flags = attach_flags_;
+  w.map_size = static_cast<uint32_t>(block_map_size());
+  iovec iov = {&w, sizeof(w)};
+  msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+  if (map_fd >= 0) {
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof(cbuf);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &map_fd, sizeof(int));
+  }
+  // MSG_NOSIGNAL: a client that hung up must not SIGPIPE the loader.
+  (void)sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// The one message of an attaching client. Whatever happens, @fd ends up
+// either owned by a slot or closed.
+void AttachServer::handle_hello(int fd) {
+  goro_hello hello = {};
+  ssize_t n = recv(fd, &hello, sizeof(hello), MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    pending_.push_back({fd, now_ms()});
+    return;
+  }
+  if (n != static_cast<ssize_t>(sizeof(hello)) || hello.magic != GORO_EXPORT_MAGIC ||
+      hello.abi != GORO_EXPORT_ABI) {
+    if (n > 0) reply(fd, -EPROTO, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  ucred cred = {};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0) {
+    reply(fd, -EPROTO, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  const uint32_t tgid = static_cast<uint32_t>(cred.pid);
+
+  std::lock_guard<std::mutex> lk(mu_);
+  // The same process attaching again replaces its old slot: after an
+  // exec() the new image connects while the old image's connection (closed
+  // by close-on-exec) may not have been seen to hang up yet. Only that
+  // process can have that tgid, so nobody else is harmed.
+  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+    if (slots_[i].conn >= 0 && slots_[i].tgid == tgid) free_slot(i);
+  uint32_t slot = GORO_MAX_PROCS;
+  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
+    if (slots_[i].conn < 0) {
+      slot = i;
+      break;
+    }
+  }
+  if (slot == GORO_MAX_PROCS) {
+    reply(fd, -EBUSY, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  const uint64_t gen = ++next_gen_;
+  goro_proc_export* b = blk_[slot];
+  std::memset(b, 0, sizeof(*b));
+  b->hdr.magic = GORO_EXPORT_MAGIC;
+  b->hdr.slot = slot;
+  b->hdr.flags = attach_flags_;
+  b->hdr.gen = gen;
+  // Ownership records after the block is ready, tgid -> slot last: the BPF
+  // side starts from the tgid.
+  goro_slot_owner own = {tgid, 0, gen};
+  goro_tgid_slot ts = {slot, 0, gen};
+  if (bpf_map_update_elem(maps_.owner_fd, &slot, &own, BPF_ANY) != 0 ||
+      bpf_map_update_elem(maps_.tgid_fd, &tgid, &ts, BPF_ANY) != 0) {
+    std::fprintf(stderr, "scx_goro: attach of pid %u: updating the ownership maps: %s\n", tgid,
+                 std::strerror(errno));
+    goro_slot_owner none = {};
+    bpf_map_update_elem(maps_.owner_fd, &slot, &none, BPF_ANY);
+    bpf_map_delete_elem(maps_.tgid_fd, &tgid);
+    reply(fd, -ENOSPC, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  __atomic_add_fetch(maps_.attach_seq, 1, __ATOMIC_SEQ_CST);
+  slots_[slot] = Slot{fd, tgid, gen};
+  reply(fd, 0, slot, gen, inner_fd_[slot]);
+}
+
+void AttachServer::run() {
+  std::vector<pollfd> pfds;
+  std::vector<int> slot_of;  // per pfd: slot, -1 listen/wake, -2 - i for pending_[i]
+  for (;;) {
+    pfds.clear();
+    slot_of.clear();
+    pfds.push_back({wake_fd_[0], POLLIN, 0});
+    slot_of.push_back(-1);
+    pfds.push_back({listen_fd_, POLLIN, 0});
+    slot_of.push_back(-1);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
+        if (slots_[i].conn < 0) continue;
+        pfds.push_back({slots_[i].conn, POLLIN, 0});
+        slot_of.push_back(static_cast<int>(i));
+      }
+    }
+    for (size_t i = 0; i < pending_.size(); i++) {
+      pfds.push_back({pending_[i].fd, POLLIN, 0});
+      slot_of.push_back(-2 - static_cast<int>(i));
+    }
+    int n = poll(pfds.data(), pfds.size(), 1000);
+    if (n < 0 && errno != EINTR) {
+      std::fprintf(stderr, "scx_goro: attach server: poll: %s\n", std::strerror(errno));
+      return;
+    }
+    if (pfds[0].revents != 0) return;  // stop()
+
+    std::vector<Pending> still_pending;
+    std::vector<int> ready;
+    const uint64_t now = now_ms();
+    for (size_t i = 2; i < pfds.size(); i++) {
+      const int tag = slot_of[i];
+      if (tag >= 0) {
+        if (pfds[i].revents == 0) continue;
+        // A live process sends nothing after its hello: readable means hang-up
+        // (or junk, which we discard).
+        char buf[64];
+        ssize_t r = recv(pfds[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EINTR))) continue;
+        std::lock_guard<std::mutex> lk(mu_);
+        const uint32_t slot = static_cast<uint32_t>(tag);
+        if (slots_[slot].conn == pfds[i].fd) free_slot(slot);
+      } else {
+        const Pending& p = pending_[static_cast<size_t>(-2 - tag)];
+        if (pfds[i].revents != 0)
+          ready.push_back(p.fd);
+        else if (now - p.since_ms > kHelloTimeoutMs)
+          close(p.fd);
+        else
+          still_pending.push_back(p);
+      }
+    }
+    pending_.swap(still_pending);
+    for (int fd : ready) handle_hello(fd);
+
+    if (pfds[1].revents & POLLIN) {
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd >= 0) handle_hello(fd);
+    }
+  }
+}

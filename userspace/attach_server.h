@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// AttachServer: the loader's half of the runtime export (bpf/scx_goro.h,
+// "The runtime export"). It owns the GORO_MAX_PROCS per-process blocks
+// (one mmapable BPF array map each, inner maps of `goro_procs`), the
+// ownership records in `goro_slot_owner` / `goro_tgid_slot`, and the
+// SOCK_SEQPACKET server at GORO_SCX_SOCK through which goro processes
+// attach.
+//
+// Threads: the server runs on its own thread, so a slow or malicious client
+// can never stall the loader's main loop (stats, events, exit detection).
+// The main thread only calls attached() (under mu_) and stop().
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "scx_goro.h"
+
+class AttachServer {
+ public:
+  struct Maps {
+    int procs_fd;             // goro_procs (ARRAY_OF_MAPS)
+    int owner_fd;             // goro_slot_owner
+    int tgid_fd;              // goro_tgid_slot
+    volatile __u64* attach_seq;  // the BPF .bss counter bumped at every (de)attach
+  };
+
+  // A copy of one attached slot's identity, with its block (for stats).
+  struct Attached {
+    uint32_t slot;
+    uint32_t tgid;
+    uint64_t gen;
+    const goro_proc_export* blk;
+  };
+
+  AttachServer() = default;
+  AttachServer(const AttachServer&) = delete;
+  AttachServer& operator=(const AttachServer&) = delete;
+  ~AttachServer();
+
+  // Creates and mmaps the blocks and inserts them into goro_procs. Must run
+  // before the struct_ops map is attached. False with *err on failure.
+  bool create_blocks(const Maps& maps, std::string* err);
+  // Binds GORO_SCX_SOCK (replacing a stale one) and starts the thread.
+  bool start(uint32_t attach_flags, std::string* err);
+  // Stops the thread, closes every connection, frees every slot, removes the socket.
+  void stop();
+
+  std::vector<Attached> attached();
+  static size_t block_map_size();
+
+ private:
+  struct Slot {
+    int conn = -1;  // the process's connection; -1: slot free
+    uint32_t tgid = 0;
+    uint64_t gen = 0;
+  };
+  struct Pending {
+    int fd;
+    uint64_t since_ms;
+  };
+
+  void run();
+  void handle_hello(int fd);
+  void free_slot(uint32_t slot);  // mu_ held
+  void reply(int fd, int32_t status, uint32_t slot, uint64_t gen, int map_fd);
+
+  Maps maps_{};
+  uint32_t attach_flags_ = 0;
+  int inner_fd_[GORO_MAX_PROCS];
+  goro_proc_export* blk_[GORO_MAX_PROCS] = {};
+  bool blocks_created_ = false;
+  Slot slots_[GORO_MAX_PROCS];
+  std::vector<Pending> pending_;
+  uint64_t next_gen_ = 0;
+  int listen_fd_ = -1;
+  int wake_fd_[2] = {-1, -1};
+  std::thread thread_;
+  std::mutex mu_;
+};
