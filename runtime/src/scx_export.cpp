@@ -388,7 +388,7 @@ ScxVerdict scx_checkdead_verdict(M* self) {
     } else if (tid == 0 && state == GORO_M_STARTING && pidx >= 0 && unmatched > 0) {
       // Being created: its thread has no tid in the record yet, so the BPF
       // side cannot match it; some unmatched thread of ours is runnable.
-      why = "being created, an unmatched thread runnable";
+      why = "being created, with an unmatched thread of ours runnable";
     } else {
       continue;
     }

@@ -1,0 +1,568 @@
+// The runtime export (issue 5) and the runtime side of the in-kernel
+// checkdead (issue 6), on the host, without a kernel.
+//
+// A fake loader stands in for scx_goro: it listens on a SOCK_SEQPACKET
+// socket in a temporary directory, creates a temporary "pin directory",
+// and answers a goro_hello with a goro_welcome and a memfd (sized like the
+// BPF map) instead of the map's fd. The runtime runs in a child process
+// (this binary with --scenario=NAME) pointed at it through GORO_SCX_SOCK
+// and GORO_SCX_PIN_DIR; the test reads what the child publishes through its
+// own mapping of the memfd, and plays the BPF side by writing the kernel
+// view.
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "export_test.h"
+#include "goro/goro.h"
+#include "scx_goro.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace tx = goro::testexport;
+
+const char* g_self = "/proc/self/exe";
+
+// ---------------------------------------------------------------------------
+// Child side
+// ---------------------------------------------------------------------------
+std::atomic<bool> g_stop{false};
+
+// The parent closes our stdin to end a scenario.
+void stop_on_stdin_eof() {
+  std::thread([] {
+    char b;
+    while (read(0, &b, 1) > 0) {
+    }
+    g_stop = true;
+  }).detach();
+}
+
+int run_scenario(const std::string& name) {
+  return goro::run([&]() -> int {
+    if (name == "report") {
+      std::printf("attached=%d\n", tx::scx_attached() ? 1 : 0);
+      std::fflush(stdout);
+    } else if (name == "spin") {
+      // One G spins on a CPU (its M RUNNING with a P) while main wakes on a
+      // timer every few ms (the other M idles or polls), until stdin closes.
+      stop_on_stdin_eof();
+      std::atomic<long> spin_tid{0};
+      goro::go([&] {
+        spin_tid = syscall(SYS_gettid);
+        while (!g_stop.load(std::memory_order_relaxed)) {
+        }
+      });
+      while (spin_tid.load() == 0) goro::sleep_for(1ms);
+      std::printf("attached=%d spin_tid=%ld\n", tx::scx_attached() ? 1 : 0, spin_tid.load());
+      std::fflush(stdout);
+      while (!g_stop.load()) goro::sleep_for(3ms);
+    } else if (name == "deadlock") {
+      std::printf("attached=%d\n", tx::scx_attached() ? 1 : 0);
+      std::fflush(stdout);
+      goro::Chan<int> c;
+      c.recv();  // nobody will ever send: a genuine deadlock
+      std::printf("recv returned\n");
+      return 1;
+    } else {
+      std::printf("unknown scenario\n");
+      return 1;
+    }
+    return 0;
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The fake loader
+// ---------------------------------------------------------------------------
+enum class Answer { kWelcome, kSilent, kBadMagic, kBadAbi };
+
+class FakeLoader {
+ public:
+  explicit FakeLoader(Answer answer, bool pin_dir = true) : answer_(answer) {
+    char tmpl[] = "/tmp/goro_scx_test_XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    pin_ = dir_ + "/pin";
+    sock_ = dir_ + "/sock";
+    if (pin_dir) mkdir(pin_.c_str(), 0700);
+    size_ = (sizeof(goro_proc_export) + 4095) & ~static_cast<std::size_t>(4095);
+    memfd_ = memfd_create("goro_scx_test", MFD_CLOEXEC);
+    if (ftruncate(memfd_, static_cast<off_t>(size_)) != 0) std::abort();
+    x_ = static_cast<goro_proc_export*>(mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0));
+    // What the loader writes at attach time.
+    x_->hdr.magic = GORO_EXPORT_MAGIC;
+    x_->hdr.slot = kSlot;
+    x_->hdr.gen = kGen;
+    listen_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, sock_.c_str());
+    if (bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_, 8) != 0) std::abort();
+    server_ = std::thread([this] { serve(); });
+  }
+  ~FakeLoader() {
+    stop_ = true;
+    server_.join();
+    for (int fd : conns_) close(fd);
+    close(listen_);
+    munmap(x_, size_);
+    close(memfd_);
+    unlink(sock_.c_str());
+    rmdir(pin_.c_str());
+    rmdir(dir_.c_str());
+  }
+  std::vector<std::string> env(const std::string& debug = "") const {
+    std::vector<std::string> e{"GORO_SCX_SOCK=" + sock_, "GORO_SCX_PIN_DIR=" + pin_};
+    if (!debug.empty()) e.push_back("GORO_DEBUG=" + debug);
+    return e;
+  }
+  goro_proc_export* x() const { return x_; }
+  int connections() const { return nconn_.load(); }
+  static constexpr std::uint32_t kSlot = 3;
+  static constexpr std::uint64_t kGen = 7;
+
+ private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{listen_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      int c = accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      nconn_++;
+      conns_.push_back(c);  // held open, as the loader does, for the process's life
+      goro_hello h{};
+      pollfd q{c, POLLIN, 0};
+      if (poll(&q, 1, 2000) <= 0 || recv(c, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) continue;
+      if (h.magic != GORO_EXPORT_MAGIC || h.abi != GORO_EXPORT_ABI) continue;
+      if (answer_ == Answer::kSilent) continue;
+      goro_welcome w{};
+      w.magic = answer_ == Answer::kBadMagic ? 0xdeadbeef : GORO_EXPORT_MAGIC;
+      w.abi = answer_ == Answer::kBadAbi ? GORO_EXPORT_ABI + 1 : GORO_EXPORT_ABI;
+      w.status = 0;
+      w.slot = kSlot;
+      w.gen = kGen;
+      w.flags = 0;
+      w.map_size = static_cast<std::uint32_t>(size_);
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
+      iovec iov{&w, sizeof w};
+      msghdr m{};
+      m.msg_iov = &iov;
+      m.msg_iovlen = 1;
+      m.msg_control = cbuf;
+      m.msg_controllen = sizeof cbuf;
+      cmsghdr* cm = CMSG_FIRSTHDR(&m);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(cm), &memfd_, sizeof(int));
+      sendmsg(c, &m, MSG_NOSIGNAL);
+    }
+  }
+
+  Answer answer_;
+  std::string dir_, pin_, sock_;
+  std::size_t size_ = 0;
+  int memfd_ = -1;
+  int listen_ = -1;
+  goro_proc_export* x_ = nullptr;
+  std::thread server_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> nconn_{0};
+  std::vector<int> conns_;
+};
+
+// ---------------------------------------------------------------------------
+// Running a child
+// ---------------------------------------------------------------------------
+class Child {
+ public:
+  Child(const std::string& scenario, const std::vector<std::string>& env) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) std::abort();
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      dup2(out[1], 2);
+      for (auto& e : env) putenv(const_cast<char*>(e.c_str()));
+      std::string arg = "--scenario=" + scenario;
+      execl(g_self, g_self, arg.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    in_ = in[1];
+    out_ = out[0];
+  }
+  ~Child() {
+    if (pid_ > 0 && !reaped_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (in_ >= 0) close(in_);
+    close(out_);
+  }
+  pid_t pid() const { return pid_; }
+  const std::string& output() const { return output_; }
+
+  // Read output until it contains s (true) or timeout/EOF (false).
+  bool wait_for(const std::string& s, std::chrono::milliseconds timeout = 10000ms) {
+    auto deadline = Clock::now() + timeout;
+    while (output_.find(s) == std::string::npos) {
+      if (!read_some(deadline)) return output_.find(s) != std::string::npos;
+    }
+    return true;
+  }
+  // Close stdin (ends "spin"), read to EOF and reap. Returns the exit status
+  // (-1: killed by a signal or timed out).
+  int finish(std::chrono::milliseconds timeout = 20000ms) {
+    if (in_ >= 0) {
+      close(in_);
+      in_ = -1;
+    }
+    auto deadline = Clock::now() + timeout;
+    while (read_some(deadline)) {
+    }
+    if (Clock::now() >= deadline) kill(pid_, SIGKILL);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    reaped_ = true;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  }
+  bool alive() {
+    int st;
+    return waitpid(pid_, &st, WNOHANG) == 0;
+  }
+
+ private:
+  bool read_some(Clock::time_point deadline) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (left <= 0) return false;
+    pollfd p{out_, POLLIN, 0};
+    if (poll(&p, 1, left) <= 0) return false;
+    char buf[4096];
+    ssize_t n = read(out_, buf, sizeof buf);
+    if (n <= 0) return false;
+    output_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1;
+  bool reaped_ = false;
+  std::string output_;
+};
+
+// ---------------------------------------------------------------------------
+// Reading the block the way the BPF side and the loader do
+// ---------------------------------------------------------------------------
+template <typename T>
+T ld(const T* p) {
+  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+std::uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// A consistent copy of the counters (seq even and unchanged), or false.
+bool read_counters(const goro_proc_export* x, goro_sched_counters* out) {
+  for (int i = 0; i < 1000; i++) {
+    std::uint64_t s1 = ld(&x->sc.seq);
+    if (s1 & 1) continue;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    std::memcpy(out, &x->sc, sizeof *out);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (ld(&x->sc.seq) == s1) return true;
+  }
+  return false;
+}
+
+std::set<std::uint32_t> task_tids(pid_t pid) {
+  std::set<std::uint32_t> tids;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  if (auto* d = opendir(dir.c_str())) {
+    while (auto* e = readdir(d)) {
+      if (e->d_name[0] != '.') tids.insert(static_cast<std::uint32_t>(std::stoul(e->d_name)));
+    }
+    closedir(d);
+  }
+  return tids;
+}
+
+// ---------------------------------------------------------------------------
+// Attaching
+// ---------------------------------------------------------------------------
+TEST(ScxAttach, AttachesToTheLoaderAndSaysSoUnderScxdebug) {
+  FakeLoader loader(Answer::kWelcome);
+  Child c("report", loader.env("scxdebug=1"));
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  EXPECT_NE(c.output().find("goro: scx: attached to scx_goro, slot 3"), std::string::npos) << c.output();
+  EXPECT_NE(c.output().find("attached=1"), std::string::npos) << c.output();
+  EXPECT_EQ(loader.connections(), 1);
+  EXPECT_EQ(ld(&loader.x()->hdr.abi), static_cast<std::uint32_t>(GORO_EXPORT_ABI)) << "the runtime publishes its ABI";
+  EXPECT_EQ(ld(&loader.x()->hdr.pid), static_cast<std::uint32_t>(c.pid()));
+}
+
+TEST(ScxAttach, ScxZeroNeverConnects) {
+  FakeLoader loader(Answer::kWelcome);
+  Child c("report", loader.env("scx=0,scxdebug=1"));
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  EXPECT_NE(c.output().find("goro: scx: standalone: GORO_DEBUG=scx=0"), std::string::npos) << c.output();
+  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  EXPECT_EQ(loader.connections(), 0) << "GORO_DEBUG=scx=0 must not even connect";
+}
+
+TEST(ScxAttach, NoPinDirIsStandalone) {
+  FakeLoader loader(Answer::kWelcome, /*pin_dir=*/false);
+  Child c("report", loader.env("scxdebug=1"));
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  EXPECT_NE(c.output().find("goro: scx: standalone: no scx_goro loader"), std::string::npos) << c.output();
+  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  EXPECT_EQ(loader.connections(), 0);
+}
+
+TEST(ScxAttach, QuietWithoutScxdebug) {
+  FakeLoader loader(Answer::kWelcome, /*pin_dir=*/false);
+  Child c("report", loader.env());
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  EXPECT_EQ(c.output().find("goro: scx:"), std::string::npos) << c.output();
+}
+
+TEST(ScxAttach, SilentLoaderIsStandaloneWithinASecondOrSo) {
+  FakeLoader loader(Answer::kSilent);
+  auto t0 = Clock::now();
+  Child c("report", loader.env("scxdebug=1"));
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  auto took = Clock::now() - t0;
+  EXPECT_LT(took, 3s) << "the handshake must time out after ~1 s";
+  EXPECT_NE(c.output().find("goro: scx: standalone: no welcome: timed out"), std::string::npos) << c.output();
+  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+}
+
+TEST(ScxAttach, BadMagicIsStandalone) {
+  FakeLoader loader(Answer::kBadMagic);
+  Child c("report", loader.env("scxdebug=1"));
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  EXPECT_NE(c.output().find("goro: scx: standalone: bad welcome magic"), std::string::npos) << c.output();
+  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+}
+
+TEST(ScxAttach, AbiMismatchIsStandalone) {
+  FakeLoader loader(Answer::kBadAbi);
+  Child c("report", loader.env("scxdebug=1"));
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  EXPECT_NE(c.output().find("goro: scx: standalone: ABI mismatch"), std::string::npos) << c.output();
+  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  EXPECT_EQ(ld(&loader.x()->hdr.abi), 0u) << "a refused block is never written";
+}
+
+// ---------------------------------------------------------------------------
+// Publishing
+// ---------------------------------------------------------------------------
+TEST(ScxPublish, MRecordsPTableAndCountersDescribeTheProcess) {
+  FakeLoader loader(Answer::kWelcome);
+  Child c("spin", [&] {
+    auto e = loader.env("asyncpreemptoff=1");
+    e.push_back("GORO_MAXPROCS=2");
+    return e;
+  }());
+  ASSERT_TRUE(c.wait_for("spin_tid=")) << c.output();
+  ASSERT_TRUE(c.wait_for("\n", 2000ms));
+  const goro_proc_export* x = loader.x();
+  ASSERT_NE(c.output().find("attached=1"), std::string::npos) << c.output();
+  auto pos = c.output().find("spin_tid=");
+  std::uint32_t spin_tid = static_cast<std::uint32_t>(std::stoul(c.output().substr(pos + 9)));
+
+  // The spinning G's M: RUNNING, holding a P the P table says it owns.
+  bool seen_running = false;
+  std::string last;
+  auto deadline = Clock::now() + 5s;
+  while (!seen_running && Clock::now() < deadline) {
+    std::uint32_t nm = ld(&x->hdr.nm);
+    for (std::uint32_t i = 0; i < nm && i < GORO_MAX_M; i++) {
+      if (ld(&x->m[i].tid) != spin_tid) continue;
+      std::uint64_t w = ld(&x->m[i].word);
+      std::int32_t p = GORO_MW_P(w);
+      last = "state " + std::to_string(GORO_MW_STATE(w)) + " P" + std::to_string(p);
+      if (GORO_MW_STATE(w) != GORO_M_RUNNING || p < 0 || p >= 2) continue;
+      std::uint64_t pw = ld(&x->p[p].word);
+      if (GORO_PW_STATUS(pw) == GORO_P_RUNNING && GORO_PW_M(pw) == static_cast<std::int32_t>(i)) seen_running = true;
+    }
+    if (!seen_running) std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(seen_running) << "the spinning G's M (tid " << spin_tid << ") never showed RUNNING with its P; last: "
+                            << last;
+
+  // Every described M is a thread of the child; sysmon is one of them.
+  std::set<std::uint32_t> tids = task_tids(c.pid());
+  std::uint32_t nm = ld(&x->hdr.nm);
+  EXPECT_GE(nm, 3u) << "at least two Ms and sysmon";
+  int nsysmon = 0;
+  for (std::uint32_t i = 0; i < nm; i++) {
+    std::uint32_t tid = ld(&x->m[i].tid);
+    std::uint64_t w = ld(&x->m[i].word);
+    std::uint32_t st = GORO_MW_STATE(w);
+    EXPECT_LT(st, static_cast<std::uint32_t>(GORO_M_NR_STATES)) << "record " << i;
+    if (st == GORO_M_FREE) continue;
+    if (tid == 0) {
+      EXPECT_EQ(st, static_cast<std::uint32_t>(GORO_M_STARTING)) << "record " << i << ": only a starting M has no tid";
+      continue;
+    }
+    EXPECT_TRUE(tids.count(tid)) << "record " << i << " names tid " << tid << ", not a thread of the child";
+    if (st == GORO_M_SYSMON) {
+      nsysmon++;
+      EXPECT_LT(GORO_MW_P(w), 0) << "sysmon holds no P";
+    }
+  }
+  EXPECT_EQ(nsysmon, 1);
+
+  // The counters: a consistent snapshot, fresh, and right.
+  goro_sched_counters sc{};
+  ASSERT_TRUE(read_counters(x, &sc)) << "seqcount never even";
+  EXPECT_EQ(sc.seq % 2, 0u);
+  EXPECT_GT(sc.seq, 0u) << "counters were published";
+  EXPECT_EQ(sc.gomaxprocs, 2u);
+  EXPECT_EQ(sc.nmsys, 1u);
+  EXPECT_GE(sc.mcount, 3u);
+  EXPECT_LE(sc.npidle, 1u) << "the spinner holds a P";
+  EXPECT_GE(sc.ngoroutines, 2u);
+  std::uint64_t now = now_ns();
+  EXPECT_LT(now - ld(&x->sc.published_ns), 1000000000ull) << "sysmon publishes every loop";
+  EXPECT_LT(now - ld(&x->hdr.heartbeat_ns), 1000000000ull) << "sysmon refreshes the heartbeat";
+
+  // LOCKHELD comes and goes with sched.lock: no record keeps it.
+  std::vector<int> held(nm, 0);
+  constexpr int kSamples = 40;
+  for (int s = 0; s < kSamples; s++) {
+    for (std::uint32_t i = 0; i < nm; i++) held[i] += (ld(&x->m[i].word) & GORO_MF_LOCKHELD) ? 1 : 0;
+    std::this_thread::sleep_for(2ms);
+  }
+  for (std::uint32_t i = 0; i < nm; i++) EXPECT_LT(held[i], kSamples) << "record " << i << " kept LOCKHELD";
+
+  EXPECT_EQ(c.finish(), 0) << c.output();
+}
+
+// ---------------------------------------------------------------------------
+// The in-kernel checkdead, runtime side: the test writes the kernel view.
+// ---------------------------------------------------------------------------
+
+// A record the runtime does not use (it hands out the lowest free ones).
+constexpr int kFakeRecord = GORO_MAX_M - 1;
+constexpr std::uint32_t kFakeTid = 424242;
+
+void describe_fake_starting_m(goro_proc_export* x, std::uint32_t tid) {
+  x->m[kFakeRecord].tid = tid;
+  __atomic_store_n(&x->m[kFakeRecord].word, GORO_MW_MAKE(GORO_M_STARTING, 0, 0), __ATOMIC_RELEASE);
+}
+
+TEST(ScxCheckdead, KernelSeesAnMHandedAPRunnable_VetoesUntilTheViewAgrees) {
+  FakeLoader loader(Answer::kWelcome);
+  goro_proc_export* x = loader.x();
+  // The kernel view: maintained for this attach (kv.gen == hdr.gen), and an
+  // M that was handed P0 is runnable.
+  describe_fake_starting_m(x, kFakeTid);
+  x->kv.km[kFakeRecord] = GORO_KM_RUNNABLE | (static_cast<std::uint64_t>(kFakeTid) << 32);
+  __atomic_store_n(&x->kv.gen, FakeLoader::kGen, __ATOMIC_RELEASE);
+
+  Child c("deadlock", loader.env("scxdebug=1"));
+  ASSERT_TRUE(c.wait_for("goro: scx: checkdead veto #1: kernel sees M127 (tid 424242, STARTING P0) runnable"))
+      << c.output();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(c.alive()) << "vetoed: the process must live while the kernel says an M is coming\n" << c.output();
+  EXPECT_TRUE(c.wait_for("veto #2", 2000ms)) << "sysmon re-checks a vetoed verdict\n" << c.output();
+  EXPECT_EQ(c.output().find("fatal error"), std::string::npos) << c.output();
+
+  // The M went away: the kernel view now agrees with the runtime's count.
+  __atomic_store_n(&x->kv.km[kFakeRecord], 0ull, __ATOMIC_RELEASE);
+  EXPECT_EQ(c.finish(5000ms), 2) << c.output();
+  const std::string& out = c.output();
+  auto confirm = out.find(
+      "runtime: checkdead: scx_goro confirms: no thread of this process holding or carrying a P is runnable");
+  auto fatal = out.find("fatal error: all goroutines are asleep - deadlock!");
+  ASSERT_NE(confirm, std::string::npos) << out;
+  ASSERT_NE(fatal, std::string::npos) << out;
+  EXPECT_LT(confirm, fatal) << "the confirmation comes before the fatal error line";
+}
+
+TEST(ScxCheckdead, AnMBeingCreatedWithAnUnmatchedThreadRunnableVetoes) {
+  FakeLoader loader(Answer::kWelcome);
+  goro_proc_export* x = loader.x();
+  describe_fake_starting_m(x, 0);  // no tid yet: the thread is being created
+  x->kv.nr_unmatched_runnable = 1;
+  __atomic_store_n(&x->kv.gen, FakeLoader::kGen, __ATOMIC_RELEASE);
+
+  Child c("deadlock", loader.env("scxdebug=1"));
+  ASSERT_TRUE(c.wait_for("checkdead veto #1: kernel sees M127 (tid 0, STARTING P0)")) << c.output();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(c.alive()) << c.output();
+  __atomic_store_n(&x->kv.nr_unmatched_runnable, 0u, __ATOMIC_RELEASE);
+  EXPECT_EQ(c.finish(5000ms), 2) << c.output();
+  EXPECT_NE(c.output().find("scx_goro confirms"), std::string::npos) << c.output();
+}
+
+TEST(ScxCheckdead, StaleOrMismatchedViewIsNoEvidence) {
+  FakeLoader loader(Answer::kWelcome);
+  goro_proc_export* x = loader.x();
+  // A km entry about another thread than the record's (a reused record):
+  // not evidence. And the view is maintained.
+  describe_fake_starting_m(x, kFakeTid);
+  x->kv.km[kFakeRecord] = GORO_KM_RUNNABLE | (static_cast<std::uint64_t>(kFakeTid + 1) << 32);
+  __atomic_store_n(&x->kv.gen, FakeLoader::kGen, __ATOMIC_RELEASE);
+  Child c("deadlock", loader.env("scxdebug=1"));
+  EXPECT_EQ(c.finish(10000ms), 2) << c.output();
+  EXPECT_EQ(c.output().find("veto"), std::string::npos) << c.output();
+  EXPECT_NE(c.output().find("scx_goro confirms"), std::string::npos) << c.output();
+}
+
+TEST(ScxCheckdead, NoKernelViewMeansTodaysOutput) {
+  FakeLoader loader(Answer::kWelcome);
+  goro_proc_export* x = loader.x();
+  // kv.gen != hdr.gen: the BPF side does not maintain the view (yet).
+  describe_fake_starting_m(x, kFakeTid);
+  x->kv.km[kFakeRecord] = GORO_KM_RUNNABLE | (static_cast<std::uint64_t>(kFakeTid) << 32);
+  Child c("deadlock", loader.env());
+  EXPECT_EQ(c.finish(10000ms), 2) << c.output();
+  EXPECT_NE(c.output().find("fatal error: all goroutines are asleep - deadlock!"), std::string::npos) << c.output();
+  EXPECT_EQ(c.output().find("scx"), std::string::npos) << c.output();
+}
+
+TEST(ScxCheckdead, StandaloneDeadlockOutputIsUnchanged) {
+  Child c("deadlock", {"GORO_SCX_PIN_DIR=/nonexistent/goro-scx-test"});
+  EXPECT_EQ(c.finish(10000ms), 2) << c.output();
+  EXPECT_NE(c.output().find("fatal error: all goroutines are asleep - deadlock!"), std::string::npos) << c.output();
+  EXPECT_EQ(c.output().find("scx"), std::string::npos) << c.output();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    if (std::strncmp(argv[i], "--scenario=", 11) == 0) return run_scenario(argv[i] + 11);
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
