@@ -1163,8 +1163,8 @@ static void checkdead_slot(u32 slot, u64 now)
 	struct goro_proc_export *blk;
 	struct goro_slot_owner *own;
 	struct slot_priv *sp;
-	u64 seq, runnable_gs;
-	bool active = false, born = false;
+	bool active = false, born = false, runnable_gs;
+	u64 seq;
 	u32 nprocs, tgid;
 	int i;
 
@@ -1197,19 +1197,24 @@ static void checkdead_slot(u32 slot, u64 now)
 	if (*(volatile u64 *)&blk->sc.seq != seq)
 		return;
 
-	runnable_gs = sc.runqsize > (1U << 24) ? (1U << 24) : sc.runqsize;
+	/*
+	 * Whether there are runnable Gs, not how many: a sum that grows every
+	 * iteration keeps the verifier from ever seeing two iterations as
+	 * the same state ("sequence of jumps is too complex"). The loader
+	 * counts them from the event.
+	 */
+	runnable_gs = sc.runqsize != 0;
 	nprocs = sc.gomaxprocs > GORO_MAX_P ? GORO_MAX_P : sc.gomaxprocs;
 	goro_for(i, 0, nprocs) {
 		u64 pw;
-		u32 q;
 
 		if (i < 0 || i >= GORO_MAX_P)
 			break;
 		pw = blk->p[i].word;
-		if (GORO_PW_STATUS(pw) >= GORO_P_DEAD)
-			continue;
-		q = GORO_PW_RUNQ(pw);
-		runnable_gs += q > (1U << 24) ? (1U << 24) : q;
+		if (GORO_PW_STATUS(pw) < GORO_P_DEAD && GORO_PW_RUNQ(pw)) {
+			runnable_gs = true;
+			break;
+		}
 	}
 	if (!runnable_gs) {
 		stall_clear(sp);

@@ -1,0 +1,62 @@
+# Shared by the scx_goro vm test scripts (sourced, not run).
+# The caller sets NAME before sourcing; LOADER and WRITER are the paths of
+# scx_goro and goro_export_writer.
+SYS=/sys/kernel/sched_ext
+ATTACH_TIMEOUT_S=${ATTACH_TIMEOUT_S:-60}
+
+say() { printf '%s: %s\n' "$NAME" "$*"; }
+fail() { say "FAIL: $*"; [[ -n ${log:-} && -f $log ]] && { say "loader output:"; sed 's/^/    /' "$log"; }; exit 1; }
+check() { say "ok: $*"; }
+
+require_vm() {
+	[[ $(id -u) -eq 0 ]] || fail "must run as root; run it inside vmtest/run"
+	[[ -d $SYS ]] || fail "$SYS is missing: this kernel ($(uname -r)) has no sched_ext; run it inside vmtest/run"
+	[[ -x $LOADER ]] || fail "loader '$LOADER' is not executable"
+	[[ -x $WRITER ]] || fail "writer '$WRITER' is not executable"
+	local state
+	state=$(<"$SYS/state")
+	[[ $state == disabled ]] || fail "a sched_ext scheduler is already loaded (state '$state')"
+}
+
+work=$(mktemp -d)
+log=$work/loader.log
+loader_pid=
+cleanup() {
+	if [[ -n $loader_pid ]] && kill -0 "$loader_pid" 2>/dev/null; then
+		kill -INT "$loader_pid"
+		wait "$loader_pid" 2>/dev/null
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start_loader ARGS...: starts scx_goro, waits until it is enabled and its
+# attach socket exists.
+start_loader() {
+	"$LOADER" "$@" >"$log" 2>&1 &
+	loader_pid=$!
+	local deadline=$((SECONDS + ATTACH_TIMEOUT_S))
+	while :; do
+		[[ $(<"$SYS/state") == enabled && -S /run/scx_goro.sock ]] && break
+		kill -0 "$loader_pid" 2>/dev/null || { wait "$loader_pid"; loader_pid=; fail "loader exited before it was enabled"; }
+		((SECONDS < deadline)) || fail "not enabled after ${ATTACH_TIMEOUT_S}s"
+		sleep 0.2
+	done
+	check "loader enabled (scx_goro $*)"
+}
+
+# stop_loader: SIGINT, expect exit 0 and an orderly UNREG exit.
+stop_loader() {
+	kill -INT "$loader_pid"
+	wait "$loader_pid"
+	local rc=$?
+	loader_pid=
+	((rc == 0)) || fail "loader exited with status $rc after SIGINT, want 0"
+	grep -q 'EXIT: kind UNREG' "$log" || fail "loader did not report an orderly UNREG exit"
+	[[ $(<"$SYS/state") == disabled ]] || fail "state not 'disabled' after the loader exited"
+	check "loader exited 0 with an UNREG exit; state disabled"
+}
+
+# cpu_ms_of FILE: the cpu_ms field of a writer's last line.
+cpu_ms_of() { sed -n 's/.* cpu_ms \([0-9]*\) .*/\1/p' "$1" | tail -1; }
+pid_of_writer() { sed -n 's/.* pid \([0-9]*\) .*/\1/p' "$1" | tail -1; }
