@@ -28,6 +28,16 @@
 // both Gs run. With GORO_DEBUG=startmlegacy=1 in the environment (the
 // pre-fix lock handling, honoured only in test builds), `ctest -R 59600`
 // fails, every time: that switch exists only to show the test has teeth.
+//
+// GORO_59600_KERNEL=1 is the in-kernel checkdead's version (issue 6), for a
+// VM with scx_goro loaded: the paused threads spin instead of sleeping, so
+// the kernel sees sysmon runnable while it carries the idle P, as it would
+// in the real race. The child must be attached to scx_goro. Then the
+// pre-fix shape must SURVIVE too: the worker's checkdead asks the kernel,
+// which sees sysmon (CARRYING the P) runnable, and vetoes the verdict --
+// at least one veto in the two IsNotADeadlock variants; with the fix no
+// verdict is ever reached, so no veto either. Not attached (on the host),
+// the pre-fix shape still dies with 'checkdead: runnable g'.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -37,6 +47,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -54,6 +65,16 @@ namespace tx = goro::testexport;
 using Clock = std::chrono::steady_clock;
 
 const char* g_self = nullptr;
+
+// GORO_59600_KERNEL=1: spinning pauses, and the scx_goro expectations.
+bool kernel_mode() {
+  const char* v = std::getenv("GORO_59600_KERNEL");
+  return v && std::strcmp(v, "1") == 0;
+}
+bool legacy_mode() {
+  const char* v = std::getenv("GORO_DEBUG");
+  return v && std::strstr(v, "startmlegacy=1") != nullptr;
+}
 
 // ---------------------------------------------------------------------------
 // Child side
@@ -98,8 +119,8 @@ void forced_round(int idle_ms, bool bracketed, bool pause) {
   std::thread driver([&] {
     wait_quiet(idle_ms);
     if (pause) {
-      tx::hook_arm("startidle.gotp");
-      tx::hook_arm("stopm.beforelock");
+      tx::hook_arm("startidle.gotp", kernel_mode());
+      tx::hook_arm("stopm.beforelock", kernel_mode());
     }
     tx::sysmon_inject([](void*) { sysg_ran = true; }, nullptr, bracketed);
     if (pause && !tx::hook_wait_reached("startidle.gotp", 10000)) child_fail("sysmon never took the idle P");
@@ -166,7 +187,8 @@ int run_scenario(const std::string& name) {
     } else {
       child_fail("unknown scenario");
     }
-    std::printf("ok\n");
+    std::printf("ok scx_attached=%d scx_vetoes=%llu\n", tx::scx_attached() ? 1 : 0,
+                static_cast<unsigned long long>(tx::scx_vetoes()));
     return 0;
   });
 }
@@ -218,21 +240,38 @@ ChildResult run_child(const std::string& scenario, const std::vector<std::string
   return r;
 }
 
-void expect_survives(const std::string& scenario, const std::vector<std::string>& env) {
+// What the in-kernel checkdead must have done (GORO_59600_KERNEL=1 only).
+enum class Vetoes { kNone, kSome, kAny };
+
+void expect_survives(const std::string& scenario, const std::vector<std::string>& env,
+                     Vetoes legacy_vetoes = Vetoes::kNone) {
   ChildResult r = run_child(scenario, env, 60);
   EXPECT_FALSE(r.timed_out) << "scenario " << scenario << " hung; output:\n" << r.output;
   EXPECT_EQ(r.status, 0) << "scenario " << scenario << " died; output:\n" << r.output;
   EXPECT_EQ(r.output.find("checkdead"), std::string::npos) << "spurious deadlock verdict:\n" << r.output;
   EXPECT_NE(r.output.find("ok"), std::string::npos) << r.output;
+  if (!kernel_mode() || r.status != 0) return;
+  int attached = 0;
+  unsigned long long vetoes = 0;
+  auto pos = r.output.find("ok scx_attached=");
+  ASSERT_NE(pos, std::string::npos) << r.output;
+  ASSERT_EQ(std::sscanf(r.output.c_str() + pos, "ok scx_attached=%d scx_vetoes=%llu", &attached, &vetoes), 2);
+  ASSERT_EQ(attached, 1) << "GORO_59600_KERNEL=1 needs scx_goro loaded (a sched_ext VM); the child ran standalone";
+  Vetoes want = legacy_mode() ? legacy_vetoes : Vetoes::kNone;
+  if (want == Vetoes::kSome) {
+    EXPECT_GE(vetoes, 1u) << "the pre-fix shape survived without the kernel's veto?\n" << r.output;
+  } else if (want == Vetoes::kNone) {
+    EXPECT_EQ(vetoes, 0u) << "no deadlock verdict should have been reached, so none vetoed\n" << r.output;
+  }
 }
 
 TEST(Issue59600, SysmonInjectionRacingNetpollWorkerIsNotADeadlock_IdleM) {
-  expect_survives("idle_m", {});
+  expect_survives("idle_m", {}, Vetoes::kSome);
 }
 
 TEST(Issue59600, SysmonInjectionRacingNetpollWorkerIsNotADeadlock_ReservedM) {
   // No idle M: startm creates one, counted early through mReserveID (#40368).
-  expect_survives("no_idle_m", {"GORO_MAXPROCS=1"});
+  expect_survives("no_idle_m", {"GORO_MAXPROCS=1"}, Vetoes::kSome);
 }
 
 TEST(Issue59600, BracketedInjectionNeverThrew) {
@@ -242,7 +281,7 @@ TEST(Issue59600, BracketedInjectionNeverThrew) {
 }
 
 TEST(Issue59600, StressManyInjectionsNoSpuriousThrow) {
-  expect_survives("stress", {"GORO_MAXPROCS=1"});
+  expect_survives("stress", {"GORO_MAXPROCS=1"}, Vetoes::kAny);
 }
 
 TEST(Issue59600, GenuineDeadlockStillReportedWithSchedtrace) {
