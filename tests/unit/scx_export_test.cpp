@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include <memory>
+
 #include <gtest/gtest.h>
 
 #include "export_test.h"
@@ -198,7 +200,7 @@ class FakeLoader {
 // ---------------------------------------------------------------------------
 class Child {
  public:
-  Child(const std::string& scenario, const std::vector<std::string>& env) {
+  Child(const std::string& scenario, const std::vector<std::string>& env, const char* exe = g_self) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) std::abort();
     pid_ = fork();
@@ -208,7 +210,7 @@ class Child {
       dup2(out[1], 2);
       for (auto& e : env) putenv(const_cast<char*>(e.c_str()));
       std::string arg = "--scenario=" + scenario;
-      execl(g_self, g_self, arg.c_str(), static_cast<char*>(nullptr));
+      execl(exe, exe, arg.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
     close(in[0]);
@@ -555,6 +557,96 @@ TEST(ScxCheckdead, StandaloneDeadlockOutputIsUnchanged) {
   EXPECT_EQ(c.finish(10000ms), 2) << c.output();
   EXPECT_NE(c.output().find("fatal error: all goroutines are asleep - deadlock!"), std::string::npos) << c.output();
   EXPECT_EQ(c.output().find("scx"), std::string::npos) << c.output();
+}
+
+// ---------------------------------------------------------------------------
+// #59600's pre-fix shape, vetoed through a kernel view built from /proc
+// ---------------------------------------------------------------------------
+
+// The BPF side's view, approximated from userspace: every described thread
+// whose /proc state is R (running or on a run queue) is runnable. Refreshed
+// every 100 µs; good enough for threads that stay in one state for seconds,
+// as the paused ones of the #59600 test do.
+class ProcKernelView {
+ public:
+  ProcKernelView(goro_proc_export* x, pid_t pid) : x_(x), pid_(pid), t_([this] { loop(); }) {}
+  ~ProcKernelView() {
+    stop_ = true;
+    t_.join();
+  }
+
+ private:
+  void loop() {
+    __atomic_store_n(&x_->kv.gen, FakeLoader::kGen, __ATOMIC_RELEASE);
+    while (!stop_) {
+      for (int i = 0; i < GORO_MAX_M; i++) {
+        std::uint32_t tid = ld(&x_->m[i].tid);
+        std::uint64_t km = 0;
+        if (tid != 0 && state(tid) == 'R') km = GORO_KM_RUNNABLE | (static_cast<std::uint64_t>(tid) << 32);
+        __atomic_store_n(&x_->kv.km[i], km, __ATOMIC_RELEASE);
+      }
+      std::this_thread::sleep_for(100us);
+    }
+  }
+  char state(std::uint32_t tid) const {
+    std::string path = "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(tid) + "/stat";
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (!f) return '?';
+    char buf[512];
+    std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char* rp = std::strrchr(buf, ')');  // "tid (comm) S ..."
+    return rp && rp[1] == ' ' ? rp[2] : '?';
+  }
+  goro_proc_export* x_;
+  pid_t pid_;
+  std::atomic<bool> stop_{false};
+  std::thread t_;
+};
+
+// Runs one of test_59600's scenarios attached to the fake loader, with the
+// /proc kernel view and spinning pauses; returns the child's veto count.
+unsigned long long run_59600_scenario(const std::string& scenario, bool legacy, std::vector<std::string> extra) {
+  FakeLoader loader(Answer::kWelcome);
+  auto env = loader.env(legacy ? "startmlegacy=1,scxdebug=1" : "scxdebug=1");
+  env.push_back("GORO_59600_KERNEL=1");
+  for (auto& e : extra) env.push_back(e);
+  Child c(scenario, env, GORO_TEST_59600);
+  if (!c.wait_for("attached to scx_goro")) {
+    ADD_FAILURE() << c.output();
+    return 0;
+  }
+  auto view = std::make_unique<ProcKernelView>(loader.x(), c.pid());
+  EXPECT_EQ(c.finish(60000ms), 0) << c.output();
+  EXPECT_EQ(c.output().find("fatal error"), std::string::npos) << c.output();
+  auto pos = c.output().find("scx_vetoes=");
+  if (pos == std::string::npos) {
+    ADD_FAILURE() << c.output();
+    return 0;
+  }
+  if (legacy) {
+    EXPECT_NE(c.output().find("kernel sees M"), std::string::npos) << c.output();
+  }
+  return std::stoull(c.output().substr(pos + 11));
+}
+
+// test_59600's idle_m and no_idle_m scenarios with Go 1.20's lock handling
+// (startmlegacy) and spinning pauses: sysmon takes the idle P, drops
+// sched.lock and spins; the worker reaches checkdead with mcount - nmidle -
+// nmidlelocked - nmsys == 0 and a runnable G. Standalone that is
+// 'checkdead: runnable g'; here the kernel view shows sysmon runnable and
+// CARRYING the P, so the verdict is vetoed and the program lives.
+TEST(ScxCheckdead, Issue59600PreFixShapeIsVetoedWhenTheKernelSeesSysmonCarryingTheP_IdleM) {
+  EXPECT_GE(run_59600_scenario("idle_m", true, {}), 1u);
+}
+
+TEST(ScxCheckdead, Issue59600PreFixShapeIsVetoedWhenTheKernelSeesSysmonCarryingTheP_ReservedM) {
+  EXPECT_GE(run_59600_scenario("no_idle_m", true, {"GORO_MAXPROCS=1"}), 1u);
+}
+
+TEST(ScxCheckdead, Issue59600FixedShapeNeverReachesAVerdict) {
+  EXPECT_EQ(run_59600_scenario("idle_m", false, {}), 0u);
 }
 
 }  // namespace
