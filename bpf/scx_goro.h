@@ -296,6 +296,12 @@ struct goro_exit_info {
  * record has no tid yet is one). The runtime reads it without a system
  * call when checkdead is about to throw (vetoes, confirmations: issue 6).
  */
+/*
+ * Pinned under GORO_SCX_PIN_DIR by the loader, removed on a clean exit
+ * (a SIGKILLed loader leaves them; the next one cleans up): `stats`,
+ * `hist`, `goro_procs`, `goro_slot_owner` -- what `scx_goro --monitor`
+ * reads.
+ */
 #define GORO_SCX_PIN_DIR "/sys/fs/bpf/scx_goro"
 #define GORO_SCX_SOCK "/run/scx_goro.sock"
 

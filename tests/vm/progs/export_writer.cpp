@@ -15,8 +15,8 @@
 //   liar     every worker claims RUNNING|LOCKHELD|CARRYING with P 0, the
 //            counters claim huge run queues, heartbeat fresh; all spin. Must
 //            get no more CPU than an honest CPU hog with as many threads.
-//   garbage  a thread writes random bytes over the whole block, continuously,
-//            while the workers burn CPU. Must be harmless and gain nothing.
+//   garbage  one worker writes random bytes over the whole block, continuously,
+//            while the others burn CPU. Must be harmless and gain nothing.
 //   stall    workers register as IDLE Ms, P0 claims one runnable G (g17) and
 //            nothing else can run it; then everybody sleeps. A sysmon thread
 //            keeps the heartbeat fresh. scx_goro must report a stall.
@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -141,10 +143,33 @@ void burn_until_done() {
     for (int i = 0; i < 100000; i++) x = x + 1;
 }
 
+std::mutex done_mu;
+std::condition_variable done_cv;
+
+// Blocks (in a futex) until main says done: a parked M, not a polling one.
 void sleep_until_done() {
+  std::unique_lock<std::mutex> lk(done_mu);
+  done_cv.wait(lk, [] { return done.load(); });
+}
+
+// Garbage mode: random bytes over the whole block, all the time.
+std::atomic<uint32_t> garbage_tids[GORO_MAX_M];
+
+void scribbler() {
+  std::mt19937_64 rng(static_cast<uint64_t>(getpid()) * 7919 + mono_ns());
+  volatile uint64_t* words = reinterpret_cast<volatile uint64_t*>(blk);
+  const size_t n = sizeof(goro_proc_export) / sizeof(uint64_t);
   while (!done.load(std::memory_order_relaxed)) {
-    timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, nullptr);
+    for (size_t i = 0; i < n; i++) words[i] = rng();
+    // Random words on records that do name our burning threads, and a
+    // fresh heartbeat: the BPF side matches the threads and reads the
+    // random words as their states (the worst case, not random tids that
+    // match nobody).
+    for (int i = 0; i < GORO_MAX_M; i++) {
+      const uint32_t tid = garbage_tids[i].load(std::memory_order_relaxed);
+      if (tid != 0) store32(&blk->m[i].tid, tid);
+    }
+    store64(&blk->hdr.heartbeat_ns, mono_ns());
   }
 }
 
@@ -153,8 +178,19 @@ void worker(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
     sched_param sp = {};
     sched_setscheduler(0, GORO_SCHED_EXT, &sp);
   }
-  if (mode == Mode::kPlain || mode == Mode::kGarbage) {
+  if (mode == Mode::kPlain) {
     burn_until_done();
+    return;
+  }
+  if (mode == Mode::kGarbage) {
+    // Worker 0 is the scribbler, the others burn: NTHREADS CPU-bound
+    // threads in all, like plain mode, so their CPU times compare.
+    if (idx == 0) {
+      scribbler();
+    } else {
+      garbage_tids[idx + 1].store(gettid_u32());
+      burn_until_done();
+    }
     return;
   }
   const uint32_t m = idx + 1;  // record 0 is the sysmon thread
@@ -179,8 +215,8 @@ void worker(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
     default:
       break;
   }
-  store64(&rec->word, 0);
-  store32(&rec->tid, 0);
+  // Records stay as they are: main marks the whole block stale first (see
+  // the end of main), as a runtime that is exiting would.
   (void)nthreads;
 }
 
@@ -212,18 +248,6 @@ void sysmon(Mode mode, uint32_t nthreads) {
     }
     timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, nullptr);
-  }
-}
-
-// Garbage mode: random bytes over the whole block, all the time.
-void scribbler() {
-  std::mt19937_64 rng(static_cast<uint64_t>(getpid()) * 7919 + mono_ns());
-  volatile uint64_t* words = reinterpret_cast<volatile uint64_t*>(blk);
-  const size_t n = sizeof(goro_proc_export) / sizeof(uint64_t);
-  while (!done.load(std::memory_order_relaxed)) {
-    for (size_t i = 0; i < n; i++) words[i] = rng();
-    // Sometimes a plausible-looking block: fresh heartbeat, our own tids.
-    store64(&blk->hdr.heartbeat_ns, mono_ns());
   }
 }
 
@@ -278,15 +302,27 @@ int main(int argc, char** argv) {
   const uint64_t t0 = mono_ns();
   std::vector<std::thread> threads;
   if (mode != Mode::kPlain) threads.emplace_back(sysmon, mode, static_cast<uint32_t>(nthreads));
-  if (mode == Mode::kGarbage) threads.emplace_back(scribbler);
   for (int i = 0; i < nthreads; i++)
     threads.emplace_back(worker, mode, static_cast<uint32_t>(i), static_cast<uint32_t>(nthreads), partial);
 
   timespec ts = {static_cast<time_t>(secs), static_cast<long>((secs - static_cast<double>(static_cast<time_t>(secs))) * 1e9)};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
-  done = true;
-  for (std::thread& t : threads) t.join();
+  {
+    std::lock_guard<std::mutex> lk(done_mu);
+    done = true;
+  }
+  done_cv.notify_all();
+  // Shut down like a runtime that exits: sysmon (threads[0]) stops, then
+  // the block is marked stale (heartbeat 0), and only then do the Ms go.
+  // Otherwise Ms that are gone next to counters that still claim work
+  // would be, for a moment, exactly what the in-kernel checkdead reports.
+  if (mode != Mode::kPlain) {
+    threads[0].join();
+    store64(&blk->hdr.heartbeat_ns, 0);
+  }
+  for (std::thread& t : threads)
+    if (t.joinable()) t.join();
   const double wall_ms = static_cast<double>(mono_ns() - t0) / 1e6;
   std::printf("export_writer: mode %s pid %d threads %d cpu_ms %.0f wall_ms %.0f attached %d\n", argv[1],
               static_cast<int>(getpid()), nthreads, cpu_ms(), wall_ms, blk != nullptr ? 1 : 0);
