@@ -15,6 +15,7 @@
  *     task with the smallest vtime (goro_dispatch).
  *   - Sleeper credit: a waking task's vtime is raised to at least
  *     vtime_now - slice_ns, so it runs soon but banks at most one slice.
+ *     (Only waking tasks: a preempted task keeps what it is owed.)
  *   - Starvation bound: a queued task's vtime is lowered to at most
  *     MAX_DEBT_SLICES slices ahead of vtime_now (khugepaged, weight 1,
  *     starved for 5.2 s under stress-ng before this existed).
@@ -855,8 +856,16 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	if (tctx && goro_resolve(p, tctx, &r, false, now))
 		w = r.word;
 
-	/* Sleeper credit: at most one slice behind vtime_now. */
-	if (time_before(vtime, vtime_now - slice_ns)) {
+	/*
+	 * Sleeper credit: a waking task may be at most one slice behind
+	 * vtime_now. Only on wakeups: a task that was preempted is behind
+	 * because it has not had its share yet, and vtime_now (the largest
+	 * vtime that started running) runs ahead of the queue whenever
+	 * somebody is kept running (policies a, d) -- clamping it there
+	 * measurably handed its share to the kept task (liar vs plain hogs:
+	 * 1.095 before, see tests/vm/scx_goro_fairness).
+	 */
+	if ((enq_flags & SCX_ENQ_WAKEUP) && time_before(vtime, vtime_now - slice_ns)) {
 		vtime = vtime_now - slice_ns;
 		stat_inc(GORO_STAT_CREDIT_CLAMPED);
 	}

@@ -22,6 +22,11 @@
 //            keeps the heartbeat fresh. scx_goro must report a stall.
 //   idle     like stall but with empty queues: must report nothing.
 //   plain    does not attach: NTHREADS plain CPU hogs (the fairness baseline).
+//   waker    every worker loops: publish STARTING with its P (as startm does
+//            before waking an M), sleep until an absolute time 1 ms ahead,
+//            publish RUNNING, burn 300 us. Reports how late its wakeups ran
+//            (wake_p50_us / wake_p99_us): the M wake latency under load.
+//   waker-plain  the same without attaching (the baseline).
 //
 // Exit status: 0; 2 if attaching failed (except in plain mode); 1 on bad usage.
 
@@ -34,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -51,7 +57,7 @@
 
 namespace {
 
-enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain };
+enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain };
 
 std::atomic<bool> done{false};
 goro_proc_export* blk = nullptr;
@@ -173,13 +179,50 @@ void scribbler() {
   }
 }
 
+std::atomic<int> nr_sched_ext{0};
+std::mutex lat_mu;
+std::vector<uint64_t> wake_lat_ns;
+
+void burn_for_ns(uint64_t ns) {
+  const uint64_t end = mono_ns() + ns;
+  volatile uint64_t x = 0;
+  while (mono_ns() < end)
+    for (int i = 0; i < 1000; i++) x = x + 1;
+}
+
+// One M that is woken again and again with a P: see "waker" above.
+void waker(goro_m_export* rec, uint32_t idx) {
+  std::vector<uint64_t> lat;
+  if (rec != nullptr) {
+    store32(&rec->tid, gettid_u32());
+    store64(&blk->p[idx].word, GORO_PW_MAKE(GORO_P_RUNNING, idx + 1, 0));
+  }
+  while (!done.load(std::memory_order_relaxed)) {
+    if (rec != nullptr) store64(&rec->word, GORO_MW_MAKE(GORO_M_STARTING, idx, 0));
+    const uint64_t due = mono_ns() + 1000000;
+    timespec ts = {static_cast<time_t>(due / 1000000000ULL), static_cast<long>(due % 1000000000ULL)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    }
+    lat.push_back(mono_ns() - due);
+    if (rec != nullptr) store64(&rec->word, GORO_MW_MAKE(GORO_M_RUNNING, idx, 0));
+    burn_for_ns(300000);
+  }
+  std::lock_guard<std::mutex> lk(lat_mu);
+  wake_lat_ns.insert(wake_lat_ns.end(), lat.begin(), lat.end());
+}
+
 void worker(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
   if (partial) {
+    // The loader runs with -p: only SCHED_EXT tasks are scx_goro's.
     sched_param sp = {};
-    sched_setscheduler(0, GORO_SCHED_EXT, &sp);
+    if (sched_setscheduler(0, GORO_SCHED_EXT, &sp) == 0) nr_sched_ext++;
   }
   if (mode == Mode::kPlain) {
     burn_until_done();
+    return;
+  }
+  if (mode == Mode::kWaker || mode == Mode::kWakerPlain) {
+    waker(mode == Mode::kWaker ? &blk->m[idx + 1] : nullptr, idx);
     return;
   }
   if (mode == Mode::kGarbage) {
@@ -261,7 +304,8 @@ double cpu_ms() {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain NTHREADS SECONDS\n", argv[0]);
+    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain NTHREADS SECONDS\n",
+                 argv[0]);
     return 1;
   }
   const std::string m = argv[1];
@@ -272,6 +316,8 @@ int main(int argc, char** argv) {
   else if (m == "stall") mode = Mode::kStall;
   else if (m == "idle") mode = Mode::kIdle;
   else if (m == "plain") mode = Mode::kPlain;
+  else if (m == "waker") mode = Mode::kWaker;
+  else if (m == "waker-plain") mode = Mode::kWakerPlain;
   else {
     std::fprintf(stderr, "export_writer: unknown mode '%s'\n", argv[1]);
     return 1;
@@ -284,7 +330,8 @@ int main(int argc, char** argv) {
   }
 
   uint32_t flags = 0;
-  if (mode != Mode::kPlain) {
+  const bool attaching = mode != Mode::kPlain && mode != Mode::kWakerPlain;
+  if (attaching) {
     blk = attach(&flags);
     if (blk == nullptr) return 2;
     store32(&blk->hdr.abi, GORO_EXPORT_ABI);
@@ -301,7 +348,7 @@ int main(int argc, char** argv) {
 
   const uint64_t t0 = mono_ns();
   std::vector<std::thread> threads;
-  if (mode != Mode::kPlain) threads.emplace_back(sysmon, mode, static_cast<uint32_t>(nthreads));
+  if (attaching) threads.emplace_back(sysmon, mode, static_cast<uint32_t>(nthreads));
   for (int i = 0; i < nthreads; i++)
     threads.emplace_back(worker, mode, static_cast<uint32_t>(i), static_cast<uint32_t>(nthreads), partial);
 
@@ -317,13 +364,21 @@ int main(int argc, char** argv) {
   // the block is marked stale (heartbeat 0), and only then do the Ms go.
   // Otherwise Ms that are gone next to counters that still claim work
   // would be, for a moment, exactly what the in-kernel checkdead reports.
-  if (mode != Mode::kPlain) {
+  if (attaching) {
     threads[0].join();
     store64(&blk->hdr.heartbeat_ns, 0);
   }
   for (std::thread& t : threads)
     if (t.joinable()) t.join();
   const double wall_ms = static_cast<double>(mono_ns() - t0) / 1e6;
+  if (!wake_lat_ns.empty()) {
+    std::sort(wake_lat_ns.begin(), wake_lat_ns.end());
+    const size_t n = wake_lat_ns.size();
+    std::printf("export_writer: wakeups %zu wake_p50_us %.0f wake_p99_us %.0f wake_max_us %.0f\n", n,
+                static_cast<double>(wake_lat_ns[n / 2]) / 1e3, static_cast<double>(wake_lat_ns[n * 99 / 100]) / 1e3,
+                static_cast<double>(wake_lat_ns[n - 1]) / 1e3);
+  }
+  if (partial) std::printf("export_writer: %d threads switched to SCHED_EXT\n", nr_sched_ext.load());
   std::printf("export_writer: mode %s pid %d threads %d cpu_ms %.0f wall_ms %.0f attached %d\n", argv[1],
               static_cast<int>(getpid()), nthreads, cpu_ms(), wall_ms, blk != nullptr ? 1 : 0);
   std::fflush(stdout);
