@@ -10,12 +10,15 @@
  *
  * What is here:
  *   - GORO_SHARED_DSQ / GORO_SPIN_DSQ, the ids of our dispatch queues;
- *   - enum goro_stat, the indices of the per-CPU counters in the `stats` map;
+ *   - enum goro_stat, the indices of the per-CPU counters in the `stats` map,
+ *     and the layout of the wake-to-run latency histograms (`hist`);
  *   - struct goro_exit_info and the exit kinds, so userspace can report
- *     why the kernel unloaded us (see "Exit info" below);
+ *     why the kernel unloaded us (see "Exit info" below), the restart bit
+ *     of exit codes, the partial-switch flag;
  *   - THE RUNTIME EXPORT (ABI GORO_EXPORT_ABI): what a goro process tells the
  *     kernel about its Ms and Ps, what the kernel tells it back, and how a
- *     process attaches (see "The runtime export" below);
+ *     process attaches (see "The runtime export" below), and the
+ *     loader's ownership records (struct goro_slot_owner/goro_tgid_slot);
  *   - struct goro_event, what the BPF side reports to the loader through
  *     the `events` ring buffer (in-kernel checkdead).
  */
