@@ -27,6 +27,8 @@
 //            publish RUNNING, burn 300 us. Reports how late its wakeups ran
 //            (wake_p50_us / wake_p99_us): the M wake latency under load.
 //   waker-plain  the same without attaching (the baseline).
+//   spinner  every worker alternates 2 ms SPINNING (no P) and 2 ms RUNNING
+//            with its P, burning CPU throughout: exercises the spin queue.
 //
 // Exit status: 0; 2 if attaching failed (except in plain mode); 1 on bad usage.
 
@@ -57,7 +59,7 @@
 
 namespace {
 
-enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain };
+enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner };
 
 std::atomic<bool> done{false};
 goro_proc_export* blk = nullptr;
@@ -250,6 +252,15 @@ void worker(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
       store64(&blk->p[idx % GORO_MAX_P].word, GORO_PW_MAKE(GORO_P_RUNNING, m, 1000000));
       burn_until_done();
       break;
+    case Mode::kSpinner:
+      store64(&blk->p[idx].word, GORO_PW_MAKE(GORO_P_RUNNING, m, 0));
+      while (!done.load(std::memory_order_relaxed)) {
+        store64(&rec->word, GORO_MW_MAKE(GORO_M_SPINNING, -1, 0));
+        burn_for_ns(2000000);
+        store64(&rec->word, GORO_MW_MAKE(GORO_M_RUNNING, idx, 0));
+        burn_for_ns(2000000);
+      }
+      break;
     case Mode::kStall:
     case Mode::kIdle:
       store64(&rec->word, GORO_MW_MAKE(GORO_M_IDLE, -1, 0));
@@ -276,6 +287,7 @@ void sysmon(Mode mode, uint32_t nthreads) {
       store64(&blk->hdr.heartbeat_ns, mono_ns());
       switch (mode) {
         case Mode::kHonest:
+        case Mode::kSpinner:
           publish_counters(nthreads, 0, 0, 0);
           break;
         case Mode::kLiar:
@@ -304,7 +316,7 @@ double cpu_ms() {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain NTHREADS SECONDS\n",
+    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner NTHREADS SECONDS\n",
                  argv[0]);
     return 1;
   }
@@ -318,6 +330,7 @@ int main(int argc, char** argv) {
   else if (m == "plain") mode = Mode::kPlain;
   else if (m == "waker") mode = Mode::kWaker;
   else if (m == "waker-plain") mode = Mode::kWakerPlain;
+  else if (m == "spinner") mode = Mode::kSpinner;
   else {
     std::fprintf(stderr, "export_writer: unknown mode '%s'\n", argv[1]);
     return 1;
