@@ -24,10 +24,11 @@
  *
  * Charging measures, it does not count down
  * -----------------------------------------
- * Run time is measured: ops.running stamps the task, ops.stopping (and
- * goro_dispatch when it keeps a task running) charges now - stamp. The
- * first version read it off the remaining slice, which made a yield cost a
- * whole slice -- and Go-style runtimes yield in their spin loops.
+ * Run time is measured: ops.stopping (and goro_dispatch when it keeps a
+ * task running) charges the growth of the kernel's p->se.sum_exec_runtime
+ * since the last charge. The first version read it off the remaining
+ * slice, which made a yield cost a whole slice -- and Go-style runtimes
+ * yield in their spin loops.
  *
  * What the runtime tells us (scx_goro.h, "The runtime export")
  * --------------------------------------------------------------
@@ -323,7 +324,7 @@ struct task_ctx {
 	u64 gen;		/* the owner generation slot/midx belong to */
 	u64 seen_attach_seq;	/* attach_seq when we last found "not attached" */
 	u64 next_scan_ns;	/* no new M-table scan before this */
-	u64 running_at;		/* start of the current stint, 0: not running */
+	u64 charged_sum;	/* p->se.sum_exec_runtime when last charged */
 	u64 woke_at;		/* ops.runnable time until the task runs; 0: none */
 	u64 cnt_gen;		/* what we counted the task in: see CNT_* */
 	s32 cnt_slot;
@@ -720,15 +721,21 @@ static void account_quiescent(struct task_ctx *tctx, u64 now)
  * Charging and the per-CPU record.
  * ======================================================================== */
 
-/* Charge @p for the time since its stint started (or was last charged). */
-static void charge(struct task_struct *p, struct task_ctx *tctx, u64 now)
+/*
+ * Charge @p for the CPU time it used since it was last charged. "Used" is
+ * the kernel's own count, p->se.sum_exec_runtime (sched_ext keeps it up to
+ * date at every tick and when a task stops), not timestamps of our own:
+ * timestamps at ops.running/stopping also count the context switch around
+ * the stint, which costs milliseconds under TCG, and made tasks that
+ * switch often pay for CPU they never had (a task kept running by policy
+ * a or d switches less: it got ~5-10% more than its share in the VM).
+ */
+static void charge(struct task_struct *p, struct task_ctx *tctx)
 {
-	u64 used;
+	u64 sum = p->se.sum_exec_runtime;
+	u64 used = sum - tctx->charged_sum;
 
-	if (!tctx->running_at)
-		return;
-	used = now - tctx->running_at;
-	tctx->running_at = now;
+	tctx->charged_sum = sum;
 	if ((s64)used <= 0)
 		return;
 	/* Weight 100 is nice 0; the kernel keeps it in 1..10000, never 0. */
@@ -941,7 +948,7 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 		ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
 		if (ptctx) {
 			/* prev does not pass through goro_stopping if we keep it. */
-			charge(prev, ptctx, now);
+			charge(prev, ptctx);
 			if (goro_resolve(prev, ptctx, &r, false, now))
 				w = r.word;
 		}
@@ -1040,7 +1047,6 @@ void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 	}
 	if (!tctx)
 		return;
-	tctx->running_at = now;
 	tctx->lock_ext_used = 0;
 
 	if (goro_resolve(p, tctx, &r, tctx->midx < 0, now)) {
@@ -1078,8 +1084,7 @@ void GORO_STRUCT_OPS(goro_stopping, struct task_struct *p, bool runnable)
 		cc->tgid = 0;
 	if (!tctx)
 		return;
-	charge(p, tctx, now);
-	tctx->running_at = 0;
+	charge(p, tctx);
 	if (tctx->counted == CNT_MATCHED || tctx->counted == CNT_SYSMON) {
 		if (goro_resolve(p, tctx, &r, false, now) && r.midx >= 0 && r.midx == tctx->cnt_midx)
 			kv_publish(&r, r.midx, r.sp->km[r.midx] & ~GORO_KM_RUNNING, now);
@@ -1111,6 +1116,7 @@ s32 GORO_STRUCT_OPS_SLEEPABLE(goro_init_task, struct task_struct *p, struct scx_
 	tctx->midx = -1;
 	tctx->cnt_slot = -1;
 	tctx->cnt_midx = -1;
+	tctx->charged_sum = p->se.sum_exec_runtime;
 	/*
 	 * "Looked at attach_seq 0": until the first process attaches (the
 	 * loader bumps attach_seq), nobody is attached and no lookup is due.
