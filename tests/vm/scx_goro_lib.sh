@@ -59,4 +59,6 @@ stop_loader() {
 
 # cpu_ms_of FILE: the cpu_ms field of a writer's last line.
 cpu_ms_of() { sed -n 's/.* cpu_ms \([0-9]*\) .*/\1/p' "$1" | tail -1; }
+# workers_cpu_ms_of FILE: the CPU time of a writer's NTHREADS workers only.
+workers_cpu_ms_of() { sed -n 's/.* workers_cpu_ms \([0-9]*\).*/\1/p' "$1" | tail -1; }
 pid_of_writer() { sed -n 's/.* pid \([0-9]*\) .*/\1/p' "$1" | tail -1; }
