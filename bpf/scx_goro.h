@@ -313,7 +313,16 @@ struct goro_exit_info {
 #define GORO_MAX_PROCS 64
 #define GORO_MAX_M 128
 #define GORO_MAX_P 64
-/* A block whose heartbeat is older than this is ignored (frozen runtime). */
+/*
+ * A block whose heartbeat is older than this is ignored (frozen runtime):
+ * no boosts, and no stall reports either (nothing in it is current). So
+ * the in-kernel checkdead sees a stall only if it begins while the
+ * heartbeat is fresh and lasts its threshold within GORO_STALE_NS of the
+ * last refresh. A runtime whose sysmon sleeps for long stretches (Go's
+ * does when all Ps are idle) should also refresh the heartbeat whenever it
+ * makes work runnable, e.g. with every counters publication. A heartbeat
+ * more than GORO_STALE_NS in the future counts as stale too.
+ */
 #define GORO_STALE_NS (2ULL * 1000 * 1000 * 1000)
 
 enum goro_m_state {
