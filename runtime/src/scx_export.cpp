@@ -348,9 +348,12 @@ void scx_heartbeat(std::int64_t now) {
 void scx_counters_begin() {
   __u64* seq = &scx_export->sc.seq;
   std::uint64_t s = __atomic_load_n(seq, __ATOMIC_RELAXED);
-  __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);  // odd: one writer (sched.lock), so s was even
-  // The odd count must be visible before any field changes.
-  __atomic_thread_fence(__ATOMIC_RELEASE);
+  // Odd: one writer (sched.lock), so s was even. The fields are then
+  // written with release stores (scx_store32/64), each ordered after this
+  // one: a reader that sees a new field value sees the odd count too. (No
+  // standalone fence: TSan does not model them; on x86 both are plain
+  // moves anyway.)
+  __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);
 }
 
 void scx_counters_end() {
@@ -396,6 +399,21 @@ ScxVerdict scx_checkdead_verdict(M* self) {
     scxdebugf("checkdead veto #%llu: kernel sees M%d (tid %u, %s%s P%d) %s", static_cast<unsigned long long>(k), i,
               tid, mstate_name(state), carrying ? " carrying" : "", pidx, why);
     return ScxVerdict::kSpurious;
+  }
+  if (debug.scxdebug) {
+    // What the confirmation rests on: every described M as the view saw it.
+    std::uint64_t upd = __atomic_load_n(&x->kv.updated_ns, __ATOMIC_RELAXED);
+    scxdebugf("checkdead confirmed: the kernel view was updated %lld us ago",
+              static_cast<long long>((nanotime() - static_cast<std::int64_t>(upd)) / 1000));
+    for (std::int32_t i = 0; i < GORO_MAX_M; i++) {
+      std::uint64_t word = __atomic_load_n(&x->m[i].word, __ATOMIC_ACQUIRE);
+      if (GORO_MW_STATE(word) == GORO_M_FREE) continue;
+      std::uint64_t km = __atomic_load_n(&x->kv.km[i], __ATOMIC_RELAXED);
+      scxdebugf("checkdead confirmed: M%d%s tid %u %s%s P%d, kernel: %s tid %u", i, i == selfidx ? " (self)" : "",
+                __atomic_load_n(&x->m[i].tid, __ATOMIC_RELAXED), mstate_name(GORO_MW_STATE(word)),
+                (word & GORO_MF_CARRYING) ? " carrying" : "", GORO_MW_P(word),
+                (km & GORO_KM_RUNNABLE) ? "runnable" : "not runnable", GORO_KM_TID(km));
+    }
   }
   return ScxVerdict::kConfirms;
 }

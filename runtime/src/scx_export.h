@@ -132,9 +132,10 @@ void scx_heartbeat(std::int64_t now);
 // sched.lock must be held (the caller, scx_pubcounters in proc.cpp).
 void scx_counters_begin();
 void scx_counters_end();
-// A relaxed 32/64-bit store into the shared block.
-static inline void scx_store32(__u32* p, std::uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
-static inline void scx_store64(__u64* p, std::uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+// A 32/64-bit store into the shared block. Release, for the seqcount's
+// sake (see scx_counters_begin): a plain move on x86 all the same.
+static inline void scx_store32(__u32* p, std::uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void scx_store64(__u64* p, std::uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 // In-kernel checkdead (issue 6): what the kernel view says about a
 // deadlock verdict checkdead is about to give. self is the calling M (its

@@ -20,7 +20,9 @@ std::atomic<bool> testhooks_armed{false};
 
 namespace {
 struct Point {
-  bool armed = false;   // threads arriving here block
+  // Threads arriving here block. Written under mu; atomic because a
+  // spinning waiter polls it without mu (see testhook_hit).
+  std::atomic<bool> armed{false};
   bool spin = false;    // ...busy-waiting (runnable for the kernel), not sleeping
   int reached = 0;      // how many threads arrived since arming
   int waiting = 0;      // how many are blocked now
@@ -44,14 +46,15 @@ void testhook_hit(const char* name) {
   p.waiting++;
   if (p.spin) {
     // Busy-wait: the kernel must see this thread runnable throughout, as
-    // it would see a thread that is merely slow. Yield between looks so a
-    // 2-CPU host still runs everything else.
-    while (p.armed) {
-      lk.unlock();
+    // it would see a thread that is merely slow -- so without mu, which
+    // the test's driver takes often enough to put a waiter to sleep on it.
+    // Yield between looks so a 2-CPU host still runs everything else.
+    lk.unlock();
+    while (p.armed.load(std::memory_order_acquire)) {
       for (int i = 0; i < 64; i++) __builtin_ia32_pause();
       sched_yield();
-      lk.lock();
     }
+    lk.lock();
   } else {
     cv.wait(lk, [&] { return !p.armed; });
   }
