@@ -202,6 +202,8 @@ enum { MAX_DEBT_SLICES = 4 };
 #define MAX_CPUS 512
 /* include/linux/sched/signal.h: the group stop is complete. Not in BTF. */
 #define SIGNAL_STOP_STOPPED 0x00000001
+/* include/linux/sched.h: __TASK_STOPPED in task_struct::__state. */
+#define TASK_STOPPED_BIT 0x00000004
 /* include/uapi/linux/time.h; a #define, so not in vmlinux.h. */
 #define CLOCK_MONOTONIC 1
 #define NSEC_PER_SEC 1000000000ULL
@@ -1152,7 +1154,12 @@ static bool process_stopped(u32 tgid)
 
 	if (!leader)
 		return true;
-	stopped = leader->signal->flags & SIGNAL_STOP_STOPPED;
+	/*
+	 * The group stop is complete, or at least the leader has stopped (the
+	 * flag is set only once every thread has; the leader's state is the
+	 * earlier sign).
+	 */
+	stopped = (leader->signal->flags & SIGNAL_STOP_STOPPED) || (leader->__state & TASK_STOPPED_BIT);
 	bpf_task_release(leader);
 	return stopped;
 }

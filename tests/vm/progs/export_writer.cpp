@@ -32,9 +32,12 @@
 //            with its P, burning CPU throughout: exercises the spin queue.
 //
 // Exit status: 0; 2 if attaching failed (except in plain mode); 1 on bad usage.
+// GORO_WRITER_SELF_STOP=1 in the environment: the writer SIGSTOPs itself
+// 50 ms after its workers started (for the SIGSTOP test).
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -62,7 +65,11 @@ namespace {
 
 enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner };
 
+// Shutdown is two-phase (see the end of main): sysmon_done stops sysmon
+// and the scribbler, done the workers.
 std::atomic<bool> done{false};
+std::atomic<bool> sysmon_done{false};
+std::atomic<bool> scribbler_stopped{false};
 goro_proc_export* blk = nullptr;
 
 uint64_t mono_ns() {
@@ -168,7 +175,7 @@ void scribbler() {
   std::mt19937_64 rng(static_cast<uint64_t>(getpid()) * 7919 + mono_ns());
   volatile uint64_t* words = reinterpret_cast<volatile uint64_t*>(blk);
   const size_t n = sizeof(goro_proc_export) / sizeof(uint64_t);
-  while (!done.load(std::memory_order_relaxed)) {
+  while (!sysmon_done.load(std::memory_order_relaxed)) {
     for (size_t i = 0; i < n; i++) words[i] = rng();
     // Random words on records that do name our burning threads, and a
     // fresh heartbeat: the BPF side matches the threads and reads the
@@ -180,6 +187,8 @@ void scribbler() {
     }
     store64(&blk->hdr.heartbeat_ns, mono_ns());
   }
+  scribbler_stopped = true;
+  burn_until_done();
 }
 
 std::atomic<int> nr_sched_ext{0};
@@ -300,7 +309,7 @@ void sysmon(Mode mode, uint32_t nthreads) {
     store32(&blk->m[0].tid, gettid_u32());
     store64(&blk->m[0].word, GORO_MW_MAKE(GORO_M_SYSMON, -1, 0));
   }
-  while (!done.load(std::memory_order_relaxed)) {
+  while (!sysmon_done.load(std::memory_order_relaxed)) {
     if (mode != Mode::kGarbage) {
       store64(&blk->hdr.heartbeat_ns, mono_ns());
       switch (mode) {
@@ -383,22 +392,32 @@ int main(int argc, char** argv) {
   for (int i = 0; i < nthreads; i++)
     threads.emplace_back(worker, mode, static_cast<uint32_t>(i), static_cast<uint32_t>(nthreads), partial);
 
+  if (std::getenv("GORO_WRITER_SELF_STOP") != nullptr) {
+    // Tests: stop ourselves (SIGSTOP, the whole group) once the workers
+    // have published their states; whoever sent us here kills us.
+    timespec settle = {0, 50 * 1000 * 1000};
+    nanosleep(&settle, nullptr);
+    kill(getpid(), SIGSTOP);
+  }
   timespec ts = {static_cast<time_t>(secs), static_cast<long>((secs - static_cast<double>(static_cast<time_t>(secs))) * 1e9)};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  // Shut down like a runtime that exits: sysmon (threads[0]) and the
+  // scribbler stop, the block is marked stale (heartbeat 0), and only then
+  // do the Ms go. Otherwise Ms that are gone next to counters that still
+  // claim work would be, for a moment, exactly what the in-kernel
+  // checkdead reports (it did, under stress, for `liar`).
+  sysmon_done = true;
+  if (attaching) {
+    threads[0].join();
+    while (mode == Mode::kGarbage && !scribbler_stopped.load()) std::this_thread::yield();
+    store64(&blk->hdr.heartbeat_ns, 0);
   }
   {
     std::lock_guard<std::mutex> lk(done_mu);
     done = true;
   }
   done_cv.notify_all();
-  // Shut down like a runtime that exits: sysmon (threads[0]) stops, then
-  // the block is marked stale (heartbeat 0), and only then do the Ms go.
-  // Otherwise Ms that are gone next to counters that still claim work
-  // would be, for a moment, exactly what the in-kernel checkdead reports.
-  if (attaching) {
-    threads[0].join();
-    store64(&blk->hdr.heartbeat_ns, 0);
-  }
   for (std::thread& t : threads)
     if (t.joinable()) t.join();
   const double wall_ms = static_cast<double>(mono_ns() - t0) / 1e6;
