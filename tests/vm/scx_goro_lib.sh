@@ -1,6 +1,7 @@
 # Shared by the scx_goro vm test scripts (sourced, not run).
-# The caller sets NAME before sourcing; LOADER and WRITER are the paths of
-# scx_goro and goro_export_writer.
+# The caller sets NAME before sourcing; LOADER is the path of scx_goro and
+# WRITER, for the tests that use it, of goro_export_writer. A vm test never
+# skips: off a sched_ext kernel, or not root, it fails with the reason.
 SYS=/sys/kernel/sched_ext
 ATTACH_TIMEOUT_S=${ATTACH_TIMEOUT_S:-60}
 
@@ -12,13 +13,14 @@ require_vm() {
 	[[ $(id -u) -eq 0 ]] || fail "must run as root; run it inside vmtest/run"
 	[[ -d $SYS ]] || fail "$SYS is missing: this kernel ($(uname -r)) has no sched_ext; run it inside vmtest/run"
 	[[ -x $LOADER ]] || fail "loader '$LOADER' is not executable"
-	[[ -x $WRITER ]] || fail "writer '$WRITER' is not executable"
+	[[ -z ${WRITER+x} || -x $WRITER ]] || fail "writer '$WRITER' is not executable"
 	local state
 	state=$(<"$SYS/state")
 	[[ $state == disabled ]] || fail "a sched_ext scheduler is already loaded (state '$state')"
 }
 
 work=$(mktemp -d)
+kmsg_before=$(dmesg | wc -l)
 log=$work/loader.log
 loader_pid=
 cleanup() {
@@ -26,6 +28,10 @@ cleanup() {
 		kill -INT "$loader_pid"
 		wait "$loader_pid" 2>/dev/null
 	fi
+	local pids
+	pids=$(jobs -p)
+	[[ -n $pids ]] && kill -KILL $pids 2>/dev/null
+	wait 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -62,3 +68,24 @@ cpu_ms_of() { sed -n 's/.* cpu_ms \([0-9]*\) .*/\1/p' "$1" | tail -1; }
 # workers_cpu_ms_of FILE: the CPU time of a writer's NTHREADS workers only.
 workers_cpu_ms_of() { sed -n 's/.* workers_cpu_ms \([0-9]*\).*/\1/p' "$1" | tail -1; }
 pid_of_writer() { sed -n 's/.* pid \([0-9]*\) .*/\1/p' "$1" | tail -1; }
+
+# show_file TITLE FILE: a file's content, indented, in the test's output.
+show_file() {
+	say "$1:"
+	sed 's/^/    /' "$2"
+}
+
+# loader_alive: the scheduler was not ejected and the loader still runs.
+loader_alive() {
+	kill -0 "$loader_pid" 2>/dev/null && [[ $(<"$SYS/state") == enabled ]] ||
+		fail "scx_goro is no longer enabled (state '$(<"$SYS/state")'): ejected, or the loader died"
+}
+
+# kmsg_clean: no sched_ext error, BUG or WARNING since the lib was sourced.
+kmsg_clean() {
+	local bad
+	bad=$(dmesg | tail -n +$((kmsg_before + 1)) |
+		grep -E 'BUG:|WARNING:|Oops|Call Trace:|sched_ext: .*(error|stall|failed to run|watchdog)' || true)
+	[[ -z $bad ]] || fail "kernel log has errors:"$'\n'"$bad"
+	check "kernel log: no sched_ext errors, BUGs or WARNINGs"
+}
