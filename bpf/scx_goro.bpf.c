@@ -209,6 +209,7 @@ enum { MAX_DEBT_SLICES = 4 };
 #define SIGNAL_STOP_STOPPED 0x00000001
 /* include/linux/sched.h: __TASK_STOPPED in task_struct::__state. */
 #define TASK_STOPPED_BIT 0x00000004
+#define TASK_UNINTERRUPTIBLE_BIT 0x00000002
 /* include/uapi/linux/time.h; a #define, so not in vmlinux.h. */
 #define CLOCK_MONOTONIC 1
 #define NSEC_PER_SEC 1000000000ULL
@@ -1169,6 +1170,43 @@ static bool process_stopped(u32 tgid)
 	return stopped;
 }
 
+/*
+ * Is an M that holds a P (or sched.lock) blocked in the kernel rather than
+ * parked by the runtime? A page fault under memory pressure, reclaim, an
+ * mmap_lock wait: TASK_UNINTERRUPTIBLE, and the kernel itself will wake it.
+ * Its Gs wait, but nothing was lost. (The runtime parks Ms in futex waits,
+ * which sleep interruptibly, so a lost wake-up never looks like this.) Seen
+ * in the VM: skynet at the edge of an OOM kill, both P-holding Ms in
+ * reclaim for over 100 ms, reported as a stall. Only called when the stall
+ * condition otherwise holds, so the task lookups cost nothing normally.
+ */
+static bool m_blocked_in_kernel(struct goro_proc_export *blk)
+{
+	s32 i;
+
+	goro_for(i, 0, GORO_MAX_M) {
+		struct task_struct *t;
+		u64 w;
+		u32 tid;
+		bool d;
+
+		if (i < 0 || i >= GORO_MAX_M)
+			break;
+		tid = blk->m[i].tid;
+		w = blk->m[i].word;
+		if (!tid || (GORO_MW_P(w) < 0 && !(w & GORO_MF_LOCKHELD)))
+			continue;
+		t = bpf_task_from_pid(tid);
+		if (!t)
+			continue;
+		d = t->__state & TASK_UNINTERRUPTIBLE_BIT;
+		bpf_task_release(t);
+		if (d)
+			return true;
+	}
+	return false;
+}
+
 static __always_inline void stall_emit(u32 slot, u32 tgid, struct goro_proc_export *blk, struct slot_priv *sp,
 		       struct goro_sched_counters *sc, u64 now)
 {
@@ -1295,6 +1333,8 @@ static void checkdead_slot(u32 slot, u64 now)
 	}
 	if (!active && born && sp->nr_unmatched_runnable > 0)
 		active = true;
+	if (!active)
+		active = m_blocked_in_kernel(blk);
 	if (active) {
 		stall_clear(sp);
 		return;
