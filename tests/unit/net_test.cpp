@@ -329,11 +329,14 @@ TEST(NetDeadline, DeadlineInThePastFailsImmediately) {
 TEST(NetDeadline, ExtendingTheDeadlineOfABlockedReadLetsItWaitLonger) {
   goro::run([] {
     ConnPair p = connected_pair();
-    ASSERT_FALSE(p.client.set_read_deadline(40ms));
+    // 10 ms to clear a 300 ms deadline: under TSan on a busy host the
+    // clearing goroutine's 10 ms sleep overran a 40 ms deadline (about 1
+    // run in 20 on a quiet host, every run at load 10).
+    ASSERT_FALSE(p.client.set_read_deadline(300ms));
     goro::go([&] {
       goro::sleep_for(10ms);
       (void)p.client.set_read_deadline(net::no_deadline);  // while the read waits
-      goro::sleep_for(60ms);
+      goro::sleep_for(400ms);
       (void)p.server.write("y");
     });
     char c;
