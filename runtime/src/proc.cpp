@@ -1348,17 +1348,24 @@ void procresize_locked(std::int32_t nprocs) GORO_REQUIRES(sched.lock) {
 // the BPF side, checkdead is exactly Go's.
 static std::atomic<bool> scx_recheck{false};
 
-// checkdead_vetoed: the kernel says the verdict is spurious. sched.lock held.
-static void checkdead_vetoed() GORO_REQUIRES(sched.lock) {
+// kernel_vetoes asks the kernel's view about the verdict checkdead is about
+// to give. true: spurious -- a re-check is scheduled (sysmon woken if it
+// sleeps) and checkdead must return with sched.lock held. false: give the
+// verdict; *confirmed says whether the view agreed (confirmation_line).
+static bool kernel_vetoes(bool* confirmed) GORO_REQUIRES(sched.lock) {
+  ScxVerdict v = scx_checkdead_verdict(getm());
+  *confirmed = v == ScxVerdict::kConfirms;
+  if (v != ScxVerdict::kSpurious) return false;
   scx_recheck.store(true, std::memory_order_relaxed);
   if (sched.sysmonwait.load()) {  // sysmon must be awake to re-check
     sched.sysmonwait.store(false);
     sched.sysmonnote.wakeup();
   }
+  return true;
 }
 
-static void checkdead_confirmed(ScxVerdict v) {
-  if (v != ScxVerdict::kConfirms) return;
+static void confirmation_line(bool confirmed) {
+  if (!confirmed) return;
   lock_print();
   std::fprintf(stderr,
                "runtime: checkdead: scx_goro confirms: no thread of this process holding or carrying a P is runnable\n");
@@ -1389,6 +1396,7 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
     throw_("checkdead: inconsistent counts");
   }
   std::int32_t grunning = 0;
+  bool confirmed = false;
   allglock.lock();
   for (G* gp = allgs; gp; gp = gp->alllink) {
     if (gp->is_sys) continue;
@@ -1401,16 +1409,12 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
       case _Grunning:
       case _Gsyscall: {
         allglock.unlock();
-        ScxVerdict v = scx_checkdead_verdict(getm());
-        if (v == ScxVerdict::kSpurious) {
-          checkdead_vetoed();
-          return;
-        }
+        if (kernel_vetoes(&confirmed)) return;
         lock_print();
         std::fprintf(stderr, "runtime: checkdead: find g %lld in status %u\n", static_cast<long long>(gp->goid), s);
         unlock_print();
         sched.lock.unlock();
-        checkdead_confirmed(v);
+        confirmation_line(confirmed);
         throw_("checkdead: runnable g");
       }
       default:
@@ -1419,25 +1423,17 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
   }
   allglock.unlock();
   if (grunning == 0) {
-    ScxVerdict v = scx_checkdead_verdict(getm());
-    if (v == ScxVerdict::kSpurious) {
-      checkdead_vetoed();
-      return;
-    }
+    if (kernel_vetoes(&confirmed)) return;
     sched.lock.unlock();
-    checkdead_confirmed(v);
+    confirmation_line(confirmed);
     fatal_("no goroutines (main called runtime.Goexit) - deadlock!");
   }
   // A pending timer will wake someone: not dead.
   if (anytimers()) return;
-  ScxVerdict v = scx_checkdead_verdict(getm());
-  if (v == ScxVerdict::kSpurious) {
-    checkdead_vetoed();
-    return;
-  }
+  if (kernel_vetoes(&confirmed)) return;
   sched.lock.unlock();
   if (debug.schedtrace > 0) schedtrace(debug.scheddetail > 0);
-  checkdead_confirmed(v);
+  confirmation_line(confirmed);
   fatal_("all goroutines are asleep - deadlock!");
 }
 
