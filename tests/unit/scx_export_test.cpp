@@ -321,6 +321,21 @@ std::set<std::uint32_t> task_tids(pid_t pid) {
 // ---------------------------------------------------------------------------
 // Attaching
 // ---------------------------------------------------------------------------
+
+// Runs the "report" child against loader with GORO_DEBUG=<debug> and
+// expects it to run standalone, saying why under scxdebug ("goro: scx:
+// standalone: <why>", or nothing when why is empty).
+void expect_standalone(FakeLoader& loader, const std::string& debug, const std::string& why) {
+  Child c("report", loader.env(debug));
+  EXPECT_EQ(c.finish(), 0) << c.output();
+  if (why.empty()) {
+    EXPECT_EQ(c.output().find("goro: scx:"), std::string::npos) << c.output();
+  } else {
+    EXPECT_NE(c.output().find("goro: scx: standalone: " + why), std::string::npos) << c.output();
+    EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  }
+}
+
 TEST(ScxAttach, AttachesToTheLoaderAndSaysSoUnderScxdebug) {
   FakeLoader loader(Answer::kWelcome);
   Child c("report", loader.env("scxdebug=1"));
@@ -334,54 +349,37 @@ TEST(ScxAttach, AttachesToTheLoaderAndSaysSoUnderScxdebug) {
 
 TEST(ScxAttach, ScxZeroNeverConnects) {
   FakeLoader loader(Answer::kWelcome);
-  Child c("report", loader.env("scx=0,scxdebug=1"));
-  EXPECT_EQ(c.finish(), 0) << c.output();
-  EXPECT_NE(c.output().find("goro: scx: standalone: GORO_DEBUG=scx=0"), std::string::npos) << c.output();
-  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  expect_standalone(loader, "scx=0,scxdebug=1", "GORO_DEBUG=scx=0");
   EXPECT_EQ(loader.connections(), 0) << "GORO_DEBUG=scx=0 must not even connect";
 }
 
 TEST(ScxAttach, NoPinDirIsStandalone) {
   FakeLoader loader(Answer::kWelcome, /*pin_dir=*/false);
-  Child c("report", loader.env("scxdebug=1"));
-  EXPECT_EQ(c.finish(), 0) << c.output();
-  EXPECT_NE(c.output().find("goro: scx: standalone: no scx_goro loader"), std::string::npos) << c.output();
-  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  expect_standalone(loader, "scxdebug=1", "no scx_goro loader");
   EXPECT_EQ(loader.connections(), 0);
 }
 
 TEST(ScxAttach, QuietWithoutScxdebug) {
   FakeLoader loader(Answer::kWelcome, /*pin_dir=*/false);
-  Child c("report", loader.env());
-  EXPECT_EQ(c.finish(), 0) << c.output();
-  EXPECT_EQ(c.output().find("goro: scx:"), std::string::npos) << c.output();
+  expect_standalone(loader, "", "");
 }
 
 TEST(ScxAttach, SilentLoaderIsStandaloneWithinASecondOrSo) {
   FakeLoader loader(Answer::kSilent);
   auto t0 = Clock::now();
-  Child c("report", loader.env("scxdebug=1"));
-  EXPECT_EQ(c.finish(), 0) << c.output();
+  expect_standalone(loader, "scxdebug=1", "no welcome: timed out");
   auto took = Clock::now() - t0;
   EXPECT_LT(took, 3s) << "the handshake must time out after ~1 s";
-  EXPECT_NE(c.output().find("goro: scx: standalone: no welcome: timed out"), std::string::npos) << c.output();
-  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
 }
 
 TEST(ScxAttach, BadMagicIsStandalone) {
   FakeLoader loader(Answer::kBadMagic);
-  Child c("report", loader.env("scxdebug=1"));
-  EXPECT_EQ(c.finish(), 0) << c.output();
-  EXPECT_NE(c.output().find("goro: scx: standalone: bad welcome magic"), std::string::npos) << c.output();
-  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  expect_standalone(loader, "scxdebug=1", "bad welcome magic");
 }
 
 TEST(ScxAttach, AbiMismatchIsStandalone) {
   FakeLoader loader(Answer::kBadAbi);
-  Child c("report", loader.env("scxdebug=1"));
-  EXPECT_EQ(c.finish(), 0) << c.output();
-  EXPECT_NE(c.output().find("goro: scx: standalone: ABI mismatch"), std::string::npos) << c.output();
-  EXPECT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  expect_standalone(loader, "scxdebug=1", "ABI mismatch");
   EXPECT_EQ(ld(&loader.x()->hdr.abi), 0u) << "a refused block is never written";
 }
 
