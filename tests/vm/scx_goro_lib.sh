@@ -89,3 +89,24 @@ kmsg_clean() {
 	[[ -z $bad ]] || fail "kernel log has errors:"$'\n'"$bad"
 	check "kernel log: no sched_ext errors, BUGs or WARNINGs"
 }
+
+# run_workloads_for SECS WHEN WORKLOADS "name args" ...: run goro_workloads
+# (GORO_MAXPROCS=2) through the given list, round and round, until SECS
+# have passed; fail on the first failure ("... failed WHEN"). Sets nrun.
+run_workloads_for() {
+	local secs=$1 when=$2 bin=$3 end w rc
+	shift 3
+	end=$((SECONDS + secs))
+	nrun=0
+	while ((SECONDS < end)); do
+		for w in "$@"; do
+			GORO_MAXPROCS=2 timeout 120 "$bin" $w >"$work/w.out" 2>&1 || {
+				rc=$?
+				show_file "$w output (exit status $rc; 124: timed out)" "$work/w.out"
+				fail "goro workload '$w' failed $when"
+			}
+			nrun=$((nrun + 1))
+			((SECONDS < end)) || break
+		done
+	done
+}
