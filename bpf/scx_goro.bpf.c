@@ -13,14 +13,46 @@
  *     runnable task gets CPU in proportion to its weight.
  *   - The queue is ordered by vtime; a CPU that runs out of work takes the
  *     task with the smallest vtime (goro_dispatch).
- *   - Sleeper credit: a waking task's vtime is raised to at least
- *     vtime_now - slice_ns, so it runs soon but banks at most one slice.
- *     (Only waking tasks: a preempted task keeps what it is owed.)
+ *   - The virtual clock (vclock) follows the smallest vtime of the work
+ *     in progress; new tasks start at it.
  *   - Starvation bound: a queued task's vtime is lowered to at most
- *     MAX_DEBT_SLICES slices ahead of vtime_now (khugepaged, weight 1,
+ *     MAX_DEBT_SLICES slices ahead of vclock (khugepaged, weight 1,
  *     starved for 5.2 s under stress-ng before this existed).
  *   - Idle fast path: a waking task for which select_cpu finds an idle CPU
  *     goes straight to that CPU's local DSQ.
+ *   - Wakeup preemption: only for goro Ms woken to start work by default
+ *     (policy e below; --wake-preempt all extends it to every task).
+ *
+ * Lag, not sleep time
+ * -------------------
+ * When a task goes to sleep we keep its lag, vclock - vtime, if positive:
+ * what it is owed, at most max_lag_ns. When it wakes it is placed at
+ * vclock - lag, or at its own vtime if that is later. So sleeping earns
+ * nothing: a task is owed CPU only for time it spent runnable and not
+ * running, as in EEVDF. A task that had more than its share (vtime ahead
+ * of vclock) pays that debt while it sleeps, as vclock passes its vtime
+ * (EEVDF's delayed dequeue does the same): debt kept across sleeps made
+ * a service thread that once spun or burst wait for every hog's slice.
+ * The first version raised a waking task to "one slice behind the largest
+ * vtime running" instead; that credits sleep, so a pair of tasks that wake
+ * each other (pipe ping-pong: one runnable at a time) got two shares, and
+ * CPU hogs next to them about two thirds of what EEVDF gives them
+ * (stress-ng --cpu/--switch/--pipe mix in vmtest/compare: cpu 0.69x).
+ * And "the largest vtime running" let one task far ahead (a low-weight
+ * task at the starvation bound) move every waking task's placement.
+ *
+ * Queue order
+ * -----------
+ * The shared queue is ordered by vtime plus the task's run time since it
+ * last woke up (at most a slice, weighted): of two tasks equally owed, the
+ * one that runs briefly between sleeps -- a request handler, a load
+ * generator's thread, an M woken by the netpoller -- goes before a CPU
+ * hog. Shares do not change (vtime alone is charged and placed); only the
+ * order among tasks within a slice of each other does, and the run time
+ * is the kernel's measure, so nothing a process exports moves it. (As in
+ * scx_bpfland's deadline, which this follows.) While a task is
+ * queued its dsq_vtime holds that key; key_restore() takes the offset off
+ * again whenever it leaves the queue.
  *
  * Charging measures, it does not count down
  * -----------------------------------------
@@ -84,7 +116,14 @@
  *      least wake_preempt_lag_ns below the (estimated, current) vtime of a
  *      task running somewhere -- that CPU is preempted
  *      (SCX_KICK_PREEMPT). A per-CPU record of what runs where (vtime at
- *      start, start time, weight) makes the estimate.
+ *      start, start time, weight) makes the estimate. The preempted task
+ *      goes back to the queue even if a or d would have kept it. With
+ *      --wake-preempt all every other waking task that is owed CPU
+ *      preempts the same way, goro or not. Not the default: under TCG
+ *      in the VM it cost the contended service p99 (50 vs 25-39 ms) and
+ *      closed-loop throughput, and did not shorten wake-to-run p99; the
+ *      queue order below already puts such tasks first at the next slice
+ *      end. --wake-preempt off turns policy e off.
  *
  * Why lying gains nothing. Every boost above is either bounded by vtime
  * (a, d, e: only a task not ahead of the others by more than a slice, or
@@ -131,7 +170,8 @@
  *     known to collapse on big machines and pipe ping-pong.
  *   - No topology beyond scx_bpf_select_cpu_dfl's.
  *   - Direct-to-idle dispatch ignores vtime.
- *   - Preemption on wakeup only for goro Ms; others wait for a slice end.
+ *   - Preemption on wakeup only for goro Ms by default; others wait for a
+ *     slice end (--wake-preempt all: see policy e).
  *   - Weights honoured only within the starvation bound.
  *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
  *     in jiffies; the length of a jiffy is measured by the checkdead timer
@@ -188,6 +228,29 @@ const volatile __u64 lock_ext_ns = 100ULL * 1000;
 const volatile __u64 wake_preempt_lag_ns = 1ULL * 1000 * 1000;
 
 /*
+ * Placement of a waking task ("Lag, not sleep time" above): the most a
+ * task can be owed when it goes to sleep, i.e. how far below the virtual
+ * clock it may wake. More favours tasks that sleep often (latency), less
+ * favours CPU hogs (throughput); EEVDF's bound is about two of its slices.
+ * Loader: --lag-us.
+ */
+const volatile __u64 max_lag_ns = 3ULL * 1000 * 1000;
+
+/*
+ * Which wakeups may preempt a running task (policy e): GORO_WAKE_PREEMPT_ALL
+ * -- every waking task owed at least wake_preempt_lag_ns; _GORO -- only
+ * Ms the runtime wakes to start work; _OFF -- none (waking tasks wait for
+ * a slice to end). Loader: --wake-preempt.
+ */
+const volatile __u32 wake_preempt_mode = GORO_WAKE_PREEMPT_GORO;
+
+/*
+ * Which runtime-aware policies (a-e above) are on: GORO_POLICY_* bits, all
+ * by default. For measuring what each is worth. Loader: --policies.
+ */
+const volatile __u32 policies = GORO_POLICY_ALL;
+
+/*
  * In-kernel checkdead: the timer period, and how long "runnable Gs but no
  * M to run them" must hold before we report it. Loader: --stall-ms. Below
  * about 20 ms a busy process's brief hand-offs (an M woken but not yet on
@@ -223,12 +286,15 @@ const volatile __u64 fail_after_enqueues = 0;
 static u64 nr_enqueues_total;
 
 /*
- * The scheduler's "now" in vtime: the largest vtime of any task that has
- * started running. Racy (CPUs update it without a lock and may move it
- * back a little); that shifts the clamps by a fraction of a slice for a
- * moment.
+ * The virtual clock V: never decreases, and follows the smallest vtime of
+ * the work in progress -- at every ops.running and every kept slice it
+ * moves up to min(vtime of the task starting, vtime of the shared queue's
+ * head), like CFS's min_vruntime. Waking tasks are placed relative to it,
+ * new tasks start at it, and the starvation bound is measured from it.
+ * Racy (CPUs update it without a lock and may move it back a little);
+ * that shifts placements by a fraction of a slice for a moment.
  */
-static u64 vtime_now;
+static u64 vclock;
 
 /*
  * Bumped by the loader (through the skeleton's .bss) after every attach
@@ -338,6 +404,9 @@ struct task_ctx {
 	u64 cnt_gen;		/* what we counted the task in: see CNT_* */
 	s32 cnt_slot;
 	s32 cnt_midx;
+	s64 lag;		/* what it was owed when it last went to sleep: 0..max_lag_ns */
+	u64 exec_run;		/* run time since it last woke up (ns, unweighted) */
+	u64 key_off;		/* queue key - vtime while queued; see "Queue order" */
 	u8 counted;
 	u8 lock_ext_used;	/* the stint's lock-holder extension is spent */
 };
@@ -360,6 +429,7 @@ struct cpu_ctx {
 	u64 started_at;
 	u32 weight;
 	u32 tgid;	/* 0: nothing of ours running */
+	u32 kicked;	/* preempted for a waking task: no policy a/d on it */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -747,8 +817,30 @@ static void charge(struct task_struct *p, struct task_ctx *tctx)
 	tctx->charged_sum = sum;
 	if ((s64)used <= 0)
 		return;
+	tctx->exec_run += used;
 	/* Weight 100 is nice 0; the kernel keeps it in 1..10000, never 0. */
 	scx_bpf_task_set_dsq_vtime(p, p->scx.dsq_vtime + used * 100 / p->scx.weight);
+}
+
+/*
+ * A queued task's dsq_vtime is its queue key, vtime + key_off (see "Queue
+ * order"); everywhere else it is the vtime itself. Called wherever a task
+ * leaves a queue (ops.running, ops.quiescent) or is queued again.
+ */
+static void key_restore(struct task_struct *p, struct task_ctx *tctx)
+{
+	if (tctx->key_off) {
+		scx_bpf_task_set_dsq_vtime(p, p->scx.dsq_vtime - tctx->key_off);
+		tctx->key_off = 0;
+	}
+}
+
+/* The queue key's offset: run time since the last wakeup, at most a slice, weighted. */
+static u64 key_offset(struct task_struct *p, struct task_ctx *tctx)
+{
+	u64 run = tctx->exec_run < slice_ns ? tctx->exec_run : slice_ns;
+
+	return run * 100 / p->scx.weight;
 }
 
 static struct cpu_ctx *cpu_ctx_of(s32 cpu)
@@ -795,6 +887,37 @@ static s32 find_victim(struct task_struct *p, u64 vtime, u64 now)
 	return best;
 }
 
+/*
+ * Preempt @cpu for a waking task that is owed CPU: its current task must
+ * go back to the queue, so policies a and d (which keep a task running at
+ * slice end) must not apply to it this once.
+ */
+static void preempt_cpu(s32 cpu)
+{
+	struct cpu_ctx *cc = cpu_ctx_of(cpu);
+
+	if (cc)
+		cc->kicked = 1;
+	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+}
+
+/* Move the virtual clock up to @v (never down); see vclock. */
+static void vclock_advance(u64 v)
+{
+	if (time_before(vclock, v))
+		vclock = v;
+}
+
+/* min(@v, vtime of the shared queue's head): what vclock may move up to. */
+static u64 vclock_candidate(u64 v)
+{
+	struct task_struct *head = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
+
+	if (head && time_before(head->scx.dsq_vtime, v))
+		return head->scx.dsq_vtime;
+	return v;
+}
+
 static u64 slice_for(u64 w)
 {
 	return (w && GORO_MW_STATE(w) == GORO_M_SPINNING) ? spin_slice_ns : slice_ns;
@@ -830,7 +953,7 @@ s32 GORO_STRUCT_OPS(goro_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 		w = r.word;
 
 	/* Policy c: an M with a P wakes where its P last ran, if that CPU is idle. */
-	if (w && r.sp) {
+	if (w && r.sp && (policies & GORO_POLICY_AFFINITY)) {
 		s32 pidx = m_word_p(w);
 
 		if (pidx >= 0 && pidx < GORO_MAX_P) {
@@ -864,30 +987,24 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
 	struct goro_ref r = {};
-	u64 vtime = p->scx.dsq_vtime;
+	u64 vtime, key_off = 0;
 	u64 now = bpf_ktime_get_ns();
 	u64 dsq = GORO_SHARED_DSQ;
 	u64 w = 0;
 
-	if (tctx && goro_resolve(p, tctx, &r, false, now))
-		w = r.word;
+	if (tctx) {
+		key_restore(p, tctx);
+		if (goro_resolve(p, tctx, &r, false, now))
+			w = r.word;
+	}
+	vtime = p->scx.dsq_vtime;
 
 	/*
-	 * Sleeper credit: a waking task may be at most one slice behind
-	 * vtime_now. Only on wakeups: a task that was preempted is behind
-	 * because it has not had its share yet, and vtime_now (the largest
-	 * vtime that started running) runs ahead of the queue whenever
-	 * somebody is kept running (policies a, d) -- clamping it there
-	 * measurably handed its share to the kept task (liar vs plain hogs:
-	 * 1.095 before, see tests/vm/scx_goro_fairness).
+	 * Starvation bound: see MAX_DEBT_SLICES. (Wakeups were placed in
+	 * goro_runnable.) The insert stores the clamped vtime.
 	 */
-	if ((enq_flags & SCX_ENQ_WAKEUP) && time_before(vtime, vtime_now - slice_ns)) {
-		vtime = vtime_now - slice_ns;
-		stat_inc(GORO_STAT_CREDIT_CLAMPED);
-	}
-	/* Starvation bound: see MAX_DEBT_SLICES. The insert stores the clamped vtime. */
-	if (time_before(vtime_now + MAX_DEBT_SLICES * slice_ns, vtime)) {
-		vtime = vtime_now + MAX_DEBT_SLICES * slice_ns;
+	if (time_before(vclock + MAX_DEBT_SLICES * slice_ns, vtime)) {
+		vtime = vclock + MAX_DEBT_SLICES * slice_ns;
 		stat_inc(GORO_STAT_DEBT_CLAMPED);
 	}
 
@@ -896,17 +1013,23 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * waits on the spin queue. A spinning M that is being woken (wakep)
 	 * is wanted now: policy e below.
 	 */
-	if (w && GORO_MW_STATE(w) == GORO_M_SPINNING && !(enq_flags & SCX_ENQ_WAKEUP)) {
+	if (w && GORO_MW_STATE(w) == GORO_M_SPINNING && !(enq_flags & SCX_ENQ_WAKEUP) &&
+	    (policies & GORO_POLICY_SPIN)) {
 		dsq = GORO_SPIN_DSQ;
 		stat_inc(GORO_STAT_SPIN_ENQ);
 	} else {
 		stat_inc(GORO_STAT_ENQUEUE);
 	}
 
+	/* Queue order: see "Queue order". */
+	if (tctx) {
+		key_off = key_offset(p, tctx);
+		tctx->key_off = key_off;
+	}
 	struct scx_bpf_dsq_insert_vtime_args args = {
 		.dsq_id = dsq,
 		.slice = slice_for(w),
-		.vtime = vtime,
+		.vtime = vtime + key_off,
 		.enq_flags = enq_flags,
 	};
 	if (fail_after_enqueues &&
@@ -919,9 +1042,13 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * Policy e: an M woken to start work gets an idle CPU at once, or,
 	 * if it is owed CPU, a preempted one. Either CPU then dispatches the
 	 * shared queue's head, by vtime: we add no unfairness, we only stop
-	 * the M from waiting for somebody's slice to end.
+	 * the M from waiting for somebody's slice to end. Under
+	 * GORO_WAKE_PREEMPT_ALL any other waking task owed CPU preempts too
+	 * (it found no idle CPU in select_cpu).
 	 */
-	if (w && dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && m_word_woken(w)) {
+	if (dsq != GORO_SHARED_DSQ || !(enq_flags & SCX_ENQ_WAKEUP) || wake_preempt_mode == GORO_WAKE_PREEMPT_OFF)
+		return;
+	if (w && m_word_woken(w) && (policies & GORO_POLICY_WAKE)) {
 		s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 
 		if (cpu >= 0) {
@@ -930,9 +1057,16 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 		} else {
 			cpu = find_victim(p, vtime, now);
 			if (cpu >= 0) {
-				scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+				preempt_cpu(cpu);
 				stat_inc(GORO_STAT_WAKE_PREEMPT);
 			}
+		}
+	} else if (wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
+		s32 cpu = find_victim(p, vtime, now);
+
+		if (cpu >= 0) {
+			preempt_cpu(cpu);
+			stat_inc(GORO_STAT_WAKE_PREEMPT_OTHER);
 		}
 	}
 }
@@ -951,8 +1085,15 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	struct goro_ref r = {};
 	u64 now = bpf_ktime_get_ns();
 	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
+	struct cpu_ctx *cc = cpu_ctx_of(cpu);
+	bool kicked = false;
 	u64 w = 0;
 
+	/* Preempted for a waking task that is owed CPU (policy e): let it in. */
+	if (cc && cc->kicked) {
+		cc->kicked = 0;
+		kicked = true;
+	}
 	if (prev_queued) {
 		ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
 		if (ptctx) {
@@ -969,7 +1110,8 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 		 * (slices end at ticks, so the 100 us extension is really up to
 		 * a tick).
 		 */
-		if (w && (w & GORO_MF_LOCKHELD) && ptctx && !ptctx->lock_ext_used) {
+		if (!kicked && w && (w & GORO_MF_LOCKHELD) && ptctx && !ptctx->lock_ext_used &&
+		    (policies & GORO_POLICY_LOCK_EXT)) {
 			struct task_struct *h = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
 			bool ahead = false;
 
@@ -996,7 +1138,8 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	 * more than a slice ahead of the shared queue's head. Within that
 	 * slice of lead it beats anyone queued, its own spinners included.
 	 */
-	if (prev_queued && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0) {
+	if (prev_queued && !kicked && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0 &&
+	    (policies & GORO_POLICY_KEEP_P)) {
 		bool keep = true, contended = false;
 
 		/* (Booleans, not pointer tests in one expression: the verifier refuses "ptr | ptr".) */
@@ -1011,6 +1154,7 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 		if (keep) {
 			stat_inc(contended ? GORO_STAT_KEEP_P : GORO_STAT_KEEP_RUNNING);
 			scx_bpf_task_set_slice(prev, slice_ns);
+			vclock_advance(vclock_candidate(prev->scx.dsq_vtime));
 			return;
 		}
 	}
@@ -1026,6 +1170,7 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	if (prev_queued) {
 		scx_bpf_task_set_slice(prev, slice_for(w));
 		stat_inc(GORO_STAT_KEEP_RUNNING);
+		vclock_advance(prev->scx.dsq_vtime);
 		return;
 	}
 	stat_inc(GORO_STAT_DISPATCH_IDLE);
@@ -1046,6 +1191,18 @@ void GORO_STRUCT_OPS(goro_runnable, struct task_struct *p, u64 enq_flags)
 	if (!tctx)
 		return;
 	tctx->woke_at = now;
+	/*
+	 * Placement (see "Lag, not sleep time"): a waking task comes back
+	 * at the virtual clock minus what it was owed when it went to sleep.
+	 * Here, not in enqueue: a wakeup that select_cpu sent straight to
+	 * an idle CPU never passes through enqueue.
+	 */
+	if (enq_flags & SCX_ENQ_WAKEUP) {
+		u64 v = vclock - tctx->lag;
+
+		if (time_before(p->scx.dsq_vtime, v))
+			scx_bpf_task_set_dsq_vtime(p, v);
+	}
 	if (goro_resolve(p, tctx, &r, true, now))
 		account_runnable(p, tctx, &r, now);
 }
@@ -1059,9 +1216,9 @@ void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 	u64 now = bpf_ktime_get_ns();
 	bool matched = false;
 
-	/* Racy; see vtime_now. */
-	if (time_before(vtime_now, p->scx.dsq_vtime))
-		vtime_now = p->scx.dsq_vtime;
+	if (tctx)
+		key_restore(p, tctx);
+	vclock_advance(vclock_candidate(p->scx.dsq_vtime));
 	if (cc) {
 		cc->vtime = p->scx.dsq_vtime;
 		cc->started_at = now;
@@ -1118,14 +1275,34 @@ void GORO_STRUCT_OPS(goro_quiescent, struct task_struct *p, u64 deq_flags)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
 
-	if (tctx)
-		account_quiescent(tctx, bpf_ktime_get_ns());
+	if (!tctx)
+		return;
+	key_restore(p, tctx);
+	account_quiescent(tctx, bpf_ktime_get_ns());
+	/*
+	 * Going to sleep: remember what the task is owed, vclock - vtime, at
+	 * most max_lag_ns; goro_runnable places it by that. A task ahead of
+	 * the clock is owed nothing and keeps its vtime, so it pays its debt
+	 * while it sleeps, as the clock passes it.
+	 */
+	if (deq_flags & SCX_DEQ_SLEEP) {
+		s64 lag = (s64)(vclock - p->scx.dsq_vtime);
+
+		if (lag > (s64)max_lag_ns) {
+			lag = max_lag_ns;
+			stat_inc(GORO_STAT_LAG_CLAMPED);
+		} else if (lag < 0) {
+			lag = 0;
+		}
+		tctx->lag = lag;
+		tctx->exec_run = 0;
+	}
 }
 
 /* A task entering sched_ext (at load, or when forked) starts at the present. */
 void GORO_STRUCT_OPS(goro_enable, struct task_struct *p)
 {
-	scx_bpf_task_set_dsq_vtime(p, vtime_now);
+	scx_bpf_task_set_dsq_vtime(p, vclock);
 }
 
 s32 GORO_STRUCT_OPS_SLEEPABLE(goro_init_task, struct task_struct *p, struct scx_init_task_args *args)

@@ -37,6 +37,23 @@
 /* Spinning Ms wait here: consumed only when GORO_SHARED_DSQ is empty (or after an age bound). */
 #define GORO_SPIN_DSQ 1ULL
 
+/* The runtime-aware policies, a-e in scx_goro.bpf.c: the BPF side's `policies`. */
+enum goro_policy {
+	GORO_POLICY_KEEP_P = 1 << 0,   /* a: an M running with a P keeps its CPU */
+	GORO_POLICY_SPIN = 1 << 1,     /* b: spinning Ms wait on GORO_SPIN_DSQ */
+	GORO_POLICY_AFFINITY = 1 << 2, /* c: a P goes back to the CPU it last ran on */
+	GORO_POLICY_LOCK_EXT = 1 << 3, /* d: the sched.lock holder's extension */
+	GORO_POLICY_WAKE = 1 << 4,     /* e: Ms woken to start work: idle kick / preempt */
+	GORO_POLICY_ALL = (1 << 5) - 1,
+};
+
+/* Which wakeups may preempt a running task: the BPF side's wake_preempt_mode. */
+enum goro_wake_preempt {
+	GORO_WAKE_PREEMPT_OFF = 0,  /* none: a waking task waits for a slice to end */
+	GORO_WAKE_PREEMPT_GORO = 1, /* only Ms the runtime wakes to start work */
+	GORO_WAKE_PREEMPT_ALL = 2,  /* every waking task that is owed CPU */
+};
+
 /*
  * Per-CPU event counters, one __u64 each, in the BPF_MAP_TYPE_PERCPU_ARRAY
  * `stats` (key = enum goro_stat). Userspace sums them over CPUs.
@@ -44,7 +61,7 @@
 enum goro_stat {
 	GORO_STAT_DIRECT_IDLE,	 /* select_cpu found an idle CPU: inserted into its local DSQ */
 	GORO_STAT_ENQUEUE,	 /* enqueue: inserted into the shared DSQ by vtime */
-	GORO_STAT_CREDIT_CLAMPED, /* enqueue: a sleeper's banked credit was cut to one slice */
+	GORO_STAT_LAG_CLAMPED,  /* a sleeper's lag was cut to max_lag_ns when it went to sleep */
 	GORO_STAT_DEBT_CLAMPED,	 /* enqueue: a low-weight task's debt was cut (starvation bound) */
 	GORO_STAT_DISPATCH,	 /* dispatch: moved a task from the shared DSQ to a local DSQ */
 	GORO_STAT_KEEP_RUNNING,	 /* dispatch: shared DSQ empty, the previous task got a new slice */
@@ -64,6 +81,7 @@ enum goro_stat {
 	GORO_STAT_STALE_BLOCK,	 /* a block was ignored because its heartbeat was stale */
 	GORO_STAT_STALL_EVENTS,	 /* in-kernel checkdead reported a stall (one per episode) */
 	GORO_STAT_EVENTS_DROPPED, /* the `events` ring buffer was full */
+	GORO_STAT_WAKE_PREEMPT_OTHER, /* enqueue: another waking task owed CPU preempted a CPU */
 	GORO_NR_STATS,
 };
 

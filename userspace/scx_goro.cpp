@@ -57,6 +57,10 @@ constexpr const char* kSchedExtDir = "/sys/kernel/sched_ext";
 constexpr const char* kBpfFs = "/sys/fs/bpf";
 constexpr uint64_t kDefaultSliceUs = 5000;
 constexpr uint64_t kDefaultStallMs = 100;
+// The BPF side's max_lag_ns and wake_preempt_lag_ns (the loader always sets them).
+constexpr uint64_t kDefaultLagUs = 3000;
+constexpr uint64_t kDefaultWakePreemptUs = 1000;
+constexpr uint64_t kDefaultSpinSliceUs = 200;
 // The main loop's longest sleep (ring buffer poll): how quickly it sees a
 // signal or an ejection.
 constexpr int kPollMs = 100;
@@ -71,7 +75,7 @@ void usage(FILE* out, const char* argv0) {
                "A weighted-vtime sched_ext scheduler that knows goro's Ms and Ps.\n"
                "\n"
                "Usage: %s [-s SLICE_US] [-p] [--stats SECS] [--stats-json] [--stall-ms N]\n"
-               "       [--events-file PATH] [-v]\n"
+               "       [--events-file PATH] [--lag-us N] [--wake-preempt MODE] [--wake-preempt-us N] [-v]\n"
                "       %s --monitor SECS [--stats-json]\n"
                "\n"
                "  -s, --slice-us N      time slice in microseconds (default %" PRIu64 ")\n"
@@ -82,6 +86,18 @@ void usage(FILE* out, const char* argv0) {
                "      --stall-ms N      report a goro process whose runnable goroutines have had no\n"
                "                        runnable M for N ms (in-kernel checkdead; default %" PRIu64 ")\n"
                "      --events-file PATH  also append stall events to PATH\n"
+               "      --lag-us N        the most CPU time a task can be owed when it goes to sleep,\n"
+               "                        i.e. how far ahead of the others it may wake (default %" PRIu64 ")\n"
+               "      --wake-preempt all|goro|off\n"
+               "                        which waking tasks may preempt a running one when they are\n"
+               "                        owed CPU: every task, only goro Ms woken to start work, or\n"
+               "                        none (default goro)\n"
+               "      --wake-preempt-us N  how much CPU a waking task must be owed, relative to a\n"
+               "                        running task, to preempt it (default %" PRIu64 ")\n"
+               "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
+               "      --policies LIST   the runtime-aware policies to use, letters from 'abcde' (a keep\n"
+               "                        a P's M running, b spin queue, c P->CPU affinity, d sched.lock\n"
+               "                        extension, e wake kicks), or 'none' (default abcde)\n"
                "      --monitor SECS    print the stats of the running scx_goro every SECS seconds;\n"
                "                        loads nothing\n"
                "  -v, --verbose         print libbpf's debug output (verifier log on failure)\n"
@@ -93,7 +109,8 @@ void usage(FILE* out, const char* argv0) {
                "\n"
                "Runs until SIGINT/SIGTERM or until the kernel ejects the scheduler.\n"
                "See the top-level comment in bpf/scx_goro.bpf.c for more details.\n",
-               argv0, argv0, kDefaultSliceUs, kDefaultStallMs);
+               argv0, argv0, kDefaultSliceUs, kDefaultStallMs, kDefaultLagUs, kDefaultWakePreemptUs,
+               kDefaultSpinSliceUs);
 }
 
 volatile sig_atomic_t exit_req = 0;
@@ -114,6 +131,22 @@ bool parse_u64(const char* s, uint64_t max, uint64_t* out) {
   unsigned long long v = std::strtoull(s, &end, 10);
   if (errno != 0 || *end != '\0' || v == 0 || v > max) return false;
   *out = v;
+  return true;
+}
+
+// --policies: a subset of the letters a-e (scx_goro.bpf.c's policies), or "none".
+bool parse_policies(const char* s, uint32_t* out) {
+  if (s == nullptr || *s == '\0') return false;
+  if (std::strcmp(s, "none") == 0) {
+    *out = 0;
+    return true;
+  }
+  uint32_t m = 0;
+  for (const char* c = s; *c; c++) {
+    if (*c < 'a' || *c > 'e') return false;
+    m |= 1u << (*c - 'a');
+  }
+  *out = m;
   return true;
 }
 
@@ -177,7 +210,7 @@ bool exited(const scx_goro* skel) {
 constexpr const char* kStatNames[GORO_NR_STATS] = {
     "direct_idle",     // GORO_STAT_DIRECT_IDLE
     "enqueue",         // GORO_STAT_ENQUEUE
-    "credit_clamped",  // GORO_STAT_CREDIT_CLAMPED
+    "lag_clamped",     // GORO_STAT_LAG_CLAMPED
     "debt_clamped",    // GORO_STAT_DEBT_CLAMPED
     "dispatch",        // GORO_STAT_DISPATCH
     "keep_running",    // GORO_STAT_KEEP_RUNNING
@@ -196,6 +229,7 @@ constexpr const char* kStatNames[GORO_NR_STATS] = {
     "stale_block",     // GORO_STAT_STALE_BLOCK
     "stall_events",    // GORO_STAT_STALL_EVENTS
     "events_dropped",  // GORO_STAT_EVENTS_DROPPED
+    "wake_preempt_other",  // GORO_STAT_WAKE_PREEMPT_OTHER
 };
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) == GORO_NR_STATS, "a name per stat");
 
@@ -264,26 +298,31 @@ void print_stats(const Counters& now, const Counters& prev, const Procs& procs, 
   const uint64_t g99 = percentile(now, prev, GORO_HIST_GORO, 0.99, &ng);
   const uint64_t o50 = percentile(now, prev, GORO_HIST_OTHER, 0.50, &no);
   const uint64_t o99 = percentile(now, prev, GORO_HIST_OTHER, 0.99, &no);
+  // The bucket of the longest wait (within 25%).
+  const uint64_t gmax = percentile(now, prev, GORO_HIST_GORO, 1.0, &ng);
+  const uint64_t omax = percentile(now, prev, GORO_HIST_OTHER, 1.0, &no);
   if (json) {
     std::printf("{\"type\":\"stats\",\"interval_s\":%.3f,\"procs\":%u,\"m_states\":{", secs, procs.attached);
     for (uint32_t s = 1; s < GORO_M_NR_STATES; s++)
       std::printf("%s\"%s\":%u", s > 1 ? "," : "", m_state_name(s), procs.m_states[s]);
     std::printf("},\"wake_ns\":{\"goro\":{\"n\":%" PRIu64 ",\"p50\":%" PRIu64 ",\"p99\":%" PRIu64
-                "},\"other\":{\"n\":%" PRIu64 ",\"p50\":%" PRIu64 ",\"p99\":%" PRIu64 "}},\"stats\":{",
-                ng, g50, g99, no, o50, o99);
+                ",\"max\":%" PRIu64 "},\"other\":{\"n\":%" PRIu64 ",\"p50\":%" PRIu64 ",\"p99\":%" PRIu64
+                ",\"max\":%" PRIu64 "}},\"stats\":{",
+                ng, g50, g99, gmax, no, o50, o99, omax);
     for (int i = 0; i < GORO_NR_STATS; i++)
       std::printf("%s\"%s\":%" PRIu64, i ? "," : "", kStatNames[i], d[i]);
     std::printf("}}\n");
   } else {
     std::printf("scx_goro: stats %.1fs: procs=%u Ms[run=%u spin=%u idle=%u sys=%u sysmon=%u locked=%u "
                 "start=%u netpoll=%u] keep_p=%" PRIu64 " lock_ext=%" PRIu64 " kicks=%" PRIu64
-                " preempt_kicks=%" PRIu64 " wake p50/p99 goro=%.1f/%.1fus(n=%" PRIu64 ") other=%.1f/%.1fus(n=%" PRIu64
+                " preempt_kicks=%" PRIu64 " wake p50/p99/max goro=%.1f/%.1f/%.1fus(n=%" PRIu64
+                ") other=%.1f/%.1f/%.1fus(n=%" PRIu64
                 ") dispatch=%" PRIu64 " spin_dispatch=%" PRIu64 " stalls=%" PRIu64 " |",
                 secs, procs.attached, procs.m_states[GORO_M_RUNNING], procs.m_states[GORO_M_SPINNING],
                 procs.m_states[GORO_M_IDLE], procs.m_states[GORO_M_SYSCALL], procs.m_states[GORO_M_SYSMON],
                 procs.m_states[GORO_M_LOCKED], procs.m_states[GORO_M_STARTING], procs.m_states[GORO_M_NETPOLL],
                 d[GORO_STAT_KEEP_P], d[GORO_STAT_LOCK_EXT], d[GORO_STAT_WAKE_KICK] + d[GORO_STAT_WAKE_IDLE],
-                d[GORO_STAT_WAKE_PREEMPT], g50 / 1e3, g99 / 1e3, ng, o50 / 1e3, o99 / 1e3, no,
+                d[GORO_STAT_WAKE_PREEMPT], g50 / 1e3, g99 / 1e3, gmax / 1e3, ng, o50 / 1e3, o99 / 1e3, omax / 1e3, no,
                 d[GORO_STAT_DISPATCH], d[GORO_STAT_SPIN_DISPATCH] + d[GORO_STAT_SPIN_AGED],
                 d[GORO_STAT_STALL_EVENTS]);
     for (int i = 0; i < GORO_NR_STATS; i++) std::printf(" %s=%" PRIu64, kStatNames[i], d[i]);
@@ -502,6 +541,11 @@ struct Options {
   bool stats_json = false;
   uint64_t stall_ms = kDefaultStallMs;
   uint64_t fail_after_enqueues = 0;  // 0: no fault injection
+  uint64_t lag_us = kDefaultLagUs;
+  uint64_t wake_preempt_us = kDefaultWakePreemptUs;
+  uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
+  uint32_t policies = GORO_POLICY_ALL;
+  uint64_t spin_slice_us = kDefaultSpinSliceUs;
   bool partial = false;
   std::string events_file;
 };
@@ -517,6 +561,11 @@ Outcome run_once(const Options& o) {
   skel->rodata->slice_ns = o.slice_us * 1000;
   skel->rodata->stall_threshold_ns = o.stall_ms * 1000 * 1000;
   skel->rodata->fail_after_enqueues = o.fail_after_enqueues;
+  skel->rodata->max_lag_ns = o.lag_us * 1000;
+  skel->rodata->wake_preempt_lag_ns = o.wake_preempt_us * 1000;
+  skel->rodata->wake_preempt_mode = o.wake_preempt;
+  skel->rodata->policies = o.policies;
+  skel->rodata->spin_slice_ns = o.spin_slice_us * 1000;
   if (o.partial) skel->struct_ops.goro_ops->flags |= GORO_OPS_SWITCH_PARTIAL;
 
   if (int err = scx_goro__load(skel); err != 0) {
@@ -647,6 +696,11 @@ int main(int argc, char** argv) {
     kOptEventsFile,
     kOptMonitor,
     kOptFailAfterEnqueues,
+    kOptLagUs,
+    kOptWakePreempt,
+    kOptWakePreemptUs,
+    kOptPolicies,
+    kOptSpinSliceUs,
   };
   static const option long_opts[] = {
       {"slice-us", required_argument, nullptr, 's'},
@@ -657,6 +711,11 @@ int main(int argc, char** argv) {
       {"events-file", required_argument, nullptr, kOptEventsFile},
       {"monitor", required_argument, nullptr, kOptMonitor},
       {"fail-after-enqueues", required_argument, nullptr, kOptFailAfterEnqueues},
+      {"lag-us", required_argument, nullptr, kOptLagUs},
+      {"wake-preempt", required_argument, nullptr, kOptWakePreempt},
+      {"wake-preempt-us", required_argument, nullptr, kOptWakePreemptUs},
+      {"policies", required_argument, nullptr, kOptPolicies},
+      {"spin-slice-us", required_argument, nullptr, kOptSpinSliceUs},
       {"verbose", no_argument, nullptr, 'v'},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
@@ -697,6 +756,29 @@ int main(int argc, char** argv) {
       case kOptFailAfterEnqueues:
         if (!parse_u64(optarg, UINT64_MAX, &o.fail_after_enqueues))
           return bad("--fail-after-enqueues", optarg, "a positive count");
+        break;
+      case kOptLagUs:
+        if (!parse_u64(optarg, 1000000, &o.lag_us)) return bad("--lag-us", optarg, "1..1000000");
+        break;
+      case kOptWakePreempt:
+        if (std::strcmp(optarg, "all") == 0) {
+          o.wake_preempt = GORO_WAKE_PREEMPT_ALL;
+        } else if (std::strcmp(optarg, "goro") == 0) {
+          o.wake_preempt = GORO_WAKE_PREEMPT_GORO;
+        } else if (std::strcmp(optarg, "off") == 0) {
+          o.wake_preempt = GORO_WAKE_PREEMPT_OFF;
+        } else {
+          return bad("--wake-preempt", optarg, "all, goro or off");
+        }
+        break;
+      case kOptWakePreemptUs:
+        if (!parse_u64(optarg, 1000000, &o.wake_preempt_us)) return bad("--wake-preempt-us", optarg, "1..1000000");
+        break;
+      case kOptSpinSliceUs:
+        if (!parse_u64(optarg, 1000000, &o.spin_slice_us)) return bad("--spin-slice-us", optarg, "1..1000000");
+        break;
+      case kOptPolicies:
+        if (!parse_policies(optarg, &o.policies)) return bad("--policies", optarg, "letters from 'abcde', or 'none'");
         break;
       case 'v':
         verbose = true;
