@@ -10,7 +10,7 @@
 //       exactly the same work.
 //
 //   service [--conns C] [--seconds S] [--warmup-ms W] [--work-iters N]
-//           [--size B] [--hist FILE]
+//           [--size B] [--hist FILE] [--slow-ms N]
 //       A request/response service on loopback TCP. The server is a child
 //       process running goro (Ps: GORO_MAXPROCS, default the CPUs): one
 //       goroutine per connection reads a B-byte request (default 64), runs
@@ -26,6 +26,9 @@
 //       response byte) is recorded; the result line has requests/s and
 //       p50/p90/p99/p99.9/max. --hist writes the latencies as a histogram,
 //       one "latency_ns count" line per bucket (3 significant digits).
+//       --slow-ms N prints, for up to 50 requests slower than N ms, where the
+//       time went: until the server's goroutine had read the request, in
+//       it, and back to the client thread (stderr; needs --size >= 40).
 //
 //   parallel [--gs G] [--iters N]
 //       CPU-parallel job: G goroutines (default 4 x Ps) each run the work
@@ -137,6 +140,17 @@ int calibrate(long work_us) {
 // ---------------------------------------------------------------------------
 // service
 
+// Where a request's latency went (--slow-ms): the client stamps the request
+// at kClientAt, the server stamps when its G had read it (kGotAt) and when it
+// wrote the answer (kSentAt); CLOCK_MONOTONIC is one clock for both processes.
+constexpr std::size_t kClientAt = 16, kGotAt = 24, kSentAt = 32, kStampsEnd = 40;
+
+long long mono_ns() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
 // The server child: never returns.
 [[noreturn]] void serve(int port_pipe, long work_iters, long size) {
   int rc = goro::run([port_pipe, work_iters, size]() -> int {
@@ -153,10 +167,17 @@ int calibrate(long work_us) {
         std::vector<char> buf(static_cast<std::size_t>(size));
         for (;;) {
           if (!cn.read_full(buf.data(), buf.size())) break;
+          const long long got_at = mono_ns();
           std::uint64_t seed;
           std::memcpy(&seed, buf.data(), sizeof seed);
           std::uint64_t r = work(static_cast<std::uint64_t>(work_iters), seed);
           std::memcpy(buf.data() + sizeof seed, &r, sizeof r);
+          // For --slow-ms: when the request reached this G, when the answer left.
+          if (buf.size() >= kStampsEnd) {
+            const long long sent_at = mono_ns();
+            std::memcpy(buf.data() + kGotAt, &got_at, sizeof got_at);
+            std::memcpy(buf.data() + kSentAt, &sent_at, sizeof sent_at);
+          }
           if (!cn.write(buf.data(), buf.size())) break;
         }
         (void)cn.close();
@@ -192,6 +213,7 @@ int service(const Opts& o) {
   long conns = o.num("conns", 8), seconds = o.num("seconds", 5), warmup_ms = o.num("warmup-ms", 500);
   long work_iters = o.num("work-iters", 20000), size = o.num("size", 64);
   long interval_us = o.num("interval-us", 0);
+  long slow_ms = o.num("slow-ms", 0);
   std::string hist = o.str("hist", "");
   if (conns < 1 || seconds < 1 || size < 16) die("%s", "need --conns >= 1, --seconds >= 1, --size >= 16");
 
@@ -238,8 +260,9 @@ int service(const Opts& o) {
   std::atomic<bool> failed{false};
   std::vector<std::vector<long long>> lat(static_cast<std::size_t>(conns));
   std::vector<std::thread> threads;
+  std::atomic<int> slow_lines{0};
   for (long i = 0; i < conns; i++) {
-    threads.emplace_back([i, conns, size, interval_us, &fds, &lat, &phase, &failed] {
+    threads.emplace_back([i, conns, size, interval_us, slow_ms, &fds, &lat, &phase, &failed, &slow_lines] {
       int s = fds[static_cast<std::size_t>(i)];
       ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // pace without 50 us of timer slack
       const auto interval = std::chrono::microseconds(interval_us);
@@ -261,6 +284,8 @@ int service(const Opts& o) {
         }
         seq++;
         std::memcpy(out.data(), &seq, sizeof seq);
+        const long long c0 = mono_ns();
+        if (out.size() >= kStampsEnd) std::memcpy(out.data() + kClientAt, &c0, sizeof c0);
         auto t0 = Clock::now();
         if (!write_all(s, out.data(), out.size()) || !read_all(s, in.data(), in.size())) {
           failed = true;
@@ -272,6 +297,16 @@ int service(const Opts& o) {
           return;
         }
         if (ph == 1) l.push_back(ns_between(t0, t1));
+        if (ph == 1 && slow_ms > 0 && in.size() >= kStampsEnd && ns_between(t0, t1) > slow_ms * 1000000LL &&
+            slow_lines.fetch_add(1) < 50) {
+          const long long c1 = mono_ns();
+          long long got_at, sent_at;
+          std::memcpy(&got_at, in.data() + kGotAt, sizeof got_at);
+          std::memcpy(&sent_at, in.data() + kSentAt, sizeof sent_at);
+          std::fprintf(stderr, "slow: conn %ld at %.1f ms (CLOCK_MONOTONIC): %.1f ms = %.1f to the server's G + %.1f in it + %.1f back\n", i,
+                       static_cast<double>(c0) / 1e6, static_cast<double>(c1 - c0) / 1e6, static_cast<double>(got_at - c0) / 1e6,
+                       static_cast<double>(sent_at - got_at) / 1e6, static_cast<double>(c1 - sent_at) / 1e6);
+        }
       }
     });
   }
@@ -351,7 +386,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: goro_scx_service calibrate WORK_US\n"
                "       goro_scx_service service [--conns C] [--seconds S] [--warmup-ms W] [--work-iters N]\n"
-               "                                [--interval-us I] [--size B] [--hist FILE]\n"
+               "                                [--interval-us I] [--size B] [--hist FILE] [--slow-ms N]\n"
                "       goro_scx_service parallel [--gs G] [--iters N]\n"
                "Ps: GORO_MAXPROCS=n (default: the CPUs)\n");
 }
