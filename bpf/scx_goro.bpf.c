@@ -404,7 +404,7 @@ struct task_ctx {
 	u64 cnt_gen;		/* what we counted the task in: see CNT_* */
 	s32 cnt_slot;
 	s32 cnt_midx;
-	s64 lag;		/* what it was owed when it last went to sleep: 0..max_lag_ns */
+	u64 lag;		/* what it was owed when it last went to sleep: 0..max_lag_ns */
 	u64 exec_run;		/* run time since it last woke up (ns, unweighted) */
 	u64 key_off;		/* queue key - vtime while queued; see "Queue order" */
 	u8 counted;
@@ -1048,26 +1048,23 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (dsq != GORO_SHARED_DSQ || !(enq_flags & SCX_ENQ_WAKEUP) || wake_preempt_mode == GORO_WAKE_PREEMPT_OFF)
 		return;
-	if (w && m_word_woken(w) && (policies & GORO_POLICY_WAKE)) {
-		s32 cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+	bool woken = w && m_word_woken(w) && (policies & GORO_POLICY_WAKE);
+	s32 cpu;
 
+	if (!woken && wake_preempt_mode != GORO_WAKE_PREEMPT_ALL)
+		return;
+	if (woken) {
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 		if (cpu >= 0) {
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			stat_inc(GORO_STAT_WAKE_KICK);
-		} else {
-			cpu = find_victim(p, vtime, now);
-			if (cpu >= 0) {
-				preempt_cpu(cpu);
-				stat_inc(GORO_STAT_WAKE_PREEMPT);
-			}
+			return;
 		}
-	} else if (wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
-		s32 cpu = find_victim(p, vtime, now);
-
-		if (cpu >= 0) {
-			preempt_cpu(cpu);
-			stat_inc(GORO_STAT_WAKE_PREEMPT_OTHER);
-		}
+	}
+	cpu = find_victim(p, vtime, now);
+	if (cpu >= 0) {
+		preempt_cpu(cpu);
+		stat_inc(woken ? GORO_STAT_WAKE_PREEMPT : GORO_STAT_WAKE_PREEMPT_OTHER);
 	}
 }
 
