@@ -75,6 +75,8 @@ LockedCounts locked_counts();
 
 // Park the calling goroutine until fd is readable (the netpoller).
 void wait_readable(int fd);
+// Gs counted as parked on the netpoller (netpoll.h).
+int netpoll_waiters();
 
 // The sched_ext export (scx_export.h): attached to a scx_goro loader, and
 // how many deadlock verdicts the kernel's view has vetoed so far.

@@ -109,8 +109,8 @@ void deadline_fired(void* arg, std::uintptr_t seq, char mode) {
   G* g = netpollunblock(pd, mode, false);
   pd->lock.unlock();
   if (g) {
-    waiters.fetch_sub(1);
     goready(g);
+    waiters.fetch_sub(1);  // after: see netpoll.h
   }
 }
 }  // namespace
@@ -144,7 +144,8 @@ void netpoll_break() {
   }
 }
 
-G* netpoll(std::int64_t delay) {
+G* netpoll(std::int64_t delay, std::int32_t* delta) {
+  *delta = 0;
   if (!netpoll_inited()) return nullptr;
   int waitms;
   if (delay < 0) waitms = -1;
@@ -161,6 +162,7 @@ G* netpoll(std::int64_t delay) {
       continue;
     }
     G* head = nullptr;
+    std::int32_t taken = 0;
     for (int i = 0; i < n; i++) {
       if (events[i].data.ptr == &breakfd) {
         std::uint64_t v;
@@ -176,15 +178,20 @@ G* netpoll(std::int64_t delay) {
       for (char mode : {'r', 'w'}) {
         if (!(mode == 'r' ? r : w)) continue;
         if (G* g = netpollunblock(pd, mode, true)) {
-          waiters.fetch_sub(1);
+          taken++;
           g->schedlink = head;
           head = g;
         }
       }
     }
     if (waitms < 0 && !head && n == 0) continue;
+    *delta = -taken;
     return head;
   }
+}
+
+void netpoll_adjust_waiters(std::int32_t delta) {
+  if (delta != 0) waiters.fetch_add(delta);
 }
 
 PollDesc* netpoll_open(int fd, int* err) {
@@ -238,12 +245,12 @@ void netpoll_unblock(PollDesc* pd) {
   deltimer(&pd->wt);
   pd->lock.unlock();
   if (rg) {
-    waiters.fetch_sub(1);
     goready(rg);
+    waiters.fetch_sub(1);  // after: see netpoll.h
   }
   if (wg) {
-    waiters.fetch_sub(1);
     goready(wg);
+    waiters.fetch_sub(1);
   }
 }
 
@@ -311,8 +318,8 @@ void netpoll_set_deadline(PollDesc* pd, std::int64_t d, char mode) {
   pd->lock.unlock();
   for (G* g : wake) {
     if (g) {
-      waiters.fetch_sub(1);
       goready(g);
+      waiters.fetch_sub(1);  // after: see netpoll.h
     }
   }
 }

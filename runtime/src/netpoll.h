@@ -32,7 +32,22 @@ std::int32_t netpoll_nwaiters();  // Gs parked on the netpoller
 // netpoll returns a list (linked by schedlink) of Gs made ready, in
 // _Gwaiting. delay < 0 blocks until something is ready or netpoll_break,
 // 0 does not block, > 0 blocks for up to delay ns.
-G* netpoll(std::int64_t delay);
+//
+// The Gs it returns still count as waiters: *delta receives minus their
+// number, and the caller passes it to netpoll_adjust_waiters only after it
+// has made them runnable (injectglist, or kept one to run with its P).
+// Why: an M with nothing to do decides whether to block in netpoll by the
+// waiter count. If the count dropped while the Gs sat in a list held by a
+// thread that checkdead does not count (sysmon, between its poll and its
+// incidlelocked bracket), the last worker M could see no waiters and no
+// work, stop without polling, and checkdead would find every M idle and
+// every G waiting: "all goroutines are asleep - deadlock!" on a healthy
+// server (test_59600.cpp, NetpollWaiters). Go from 1.22 on adjusts the
+// count the same way; Go 1.21 never decremented it for readiness at all
+// (it over-counts, so Ms poll when nobody waits). The other wake-ups
+// (deadline, close) also decrement only after goready.
+G* netpoll(std::int64_t delay, std::int32_t* delta);
+void netpoll_adjust_waiters(std::int32_t delta);
 void netpoll_break();
 
 struct PollDesc;

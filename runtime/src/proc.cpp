@@ -1975,11 +1975,13 @@ top:
   }
   // Poll network. An optimisation before stealing: a non-blocking poll.
   if (netpoll_inited() && netpoll_anywaiters() && sched.lastpoll.load() != 0) {
-    if (G* list = netpoll(0)) {
+    std::int32_t delta;
+    if (G* list = netpoll(0, &delta)) {
       G* gp = list;
       list = list->schedlink;
       gp->schedlink = nullptr;
       injectglist(list);
+      netpoll_adjust_waiters(delta);  // only now: see netpoll.h
       casgstatus(gp, _Gwaiting, _Grunnable);
       *inheritTime = false;
       return gp;
@@ -2058,7 +2060,9 @@ top:
       if (delay < 0) delay = 0;
     }
     if (delay != 0) scx_mstate(mp, GORO_M_NETPOLL);
-    G* list = netpoll(delay);  // block until new work is available
+    GORO_TESTHOOK("findrunnable.beforenetpoll");
+    std::int32_t delta;
+    G* list = netpoll(delay, &delta);  // block until new work is available
     if (delay != 0) scx_mrun(mp);
     sched.pollUntil.store(0);
     sched.lastpoll.store(nanotime());
@@ -2068,6 +2072,7 @@ top:
     sched.lock.unlock();
     if (!p2) {
       injectglist(list);
+      netpoll_adjust_waiters(delta);
     } else {
       acquirep(p2);
       if (list) {
@@ -2075,6 +2080,7 @@ top:
         list = list->schedlink;
         gp->schedlink = nullptr;
         injectglist(list);
+        netpoll_adjust_waiters(delta);
         casgstatus(gp, _Gwaiting, _Grunnable);
         *inheritTime = false;
         return gp;
@@ -2286,12 +2292,17 @@ static void sysmon() {
     std::int64_t lastpoll = sched.lastpoll.load();
     if (netpoll_inited() && lastpoll != 0 && lastpoll + 10 * 1000 * 1000 < now) {
       sched.lastpoll.compare_exchange_strong(lastpoll, now);
-      if (G* list = netpoll(0)) {
+      std::int32_t delta;
+      if (G* list = netpoll(0, &delta)) {
+        GORO_TESTHOOK("sysmon.netpolled");
         // Bracketed: an M about to inject counts as running for checkdead
-        // while it has no P (the #6070 guard).
+        // while it has no P (the #6070 guard). Until the bracket, the Gs
+        // in hand still count as netpoll waiters (netpoll.h), so a worker
+        // M going idle meanwhile blocks in netpoll instead of stopping.
         incidlelocked(-1);
         injectglist(list);
         incidlelocked(1);
+        netpoll_adjust_waiters(delta);
       }
     }
 #if defined(GORO_TEST_HOOKS)
@@ -2653,6 +2664,7 @@ LockedCounts locked_counts() {
   return LockedCounts{mp ? mp->lockedExt : 0, mp ? mp->lockedInt : 0, mp && mp->lockedg != nullptr};
 }
 void wait_readable(int fd) { netpoll_wait_readable(fd); }
+int netpoll_waiters() { return netpoll_nwaiters(); }
 
 bool scx_attached() { return scx_export != nullptr; }
 std::uint64_t scx_vetoes() { return goro::detail::scx_vetoes(); }

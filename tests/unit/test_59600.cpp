@@ -38,6 +38,30 @@
 // at least one veto in the two IsNotADeadlock variants; with the fix no
 // verdict is ever reached, so no veto either. Not attached (on the host),
 // the pre-fix shape still dies with 'checkdead: runnable g'.
+//
+// NetpollWaiters: a second spurious "all goroutines are asleep", found in
+// the field (a goro server under vmtest/compare died with its main G in
+// "IO wait"). sysmon polls the network (nobody has for 10 ms) and gets a G
+// back; netpoll used to drop the waiter count right there, before sysmon's
+// incidlelocked bracket counts it as running. If that G was the last
+// netpoll waiter, the last worker M, finishing at that moment, sees no
+// waiters and no work, does not block in netpoll, stops -- and checkdead
+// finds every M idle and every G waiting (the one in sysmon's hands is
+// still _Gwaiting). The fix (netpoll.h): the count drops only after the Gs
+// are injected. The forced interleaving:
+//   1. GORO_MAXPROCS=1; main waits on a channel, U waits on a pipe in the
+//      netpoller, and R spins on the only P -- so no M blocks in netpoll
+//      and sysmon polls every 10 ms;
+//   2. the pipe is written with sysmon's "sysmon.netpolled" point armed:
+//      sysmon's poll returns U and it pauses there, before its bracket;
+//   3. R is told to end: its M looks for work with U in sysmon's hands;
+//   4. fixed: the M still counts U as a waiter and reaches the blocking
+//      netpoll ("findrunnable.beforenetpoll"); pre-fix: it reaches stopm
+//      ("stopm.beforelock") and its checkdead throws. Then sysmon goes on.
+// To see it fail, move sysmon's netpoll_adjust_waiters (proc.cpp) up to
+// just after its netpoll(0), above the "sysmon.netpolled" point -- where
+// netpoll itself used to drop the count: `ctest -R 59600` then fails every
+// run with the field's "all goroutines are asleep", a G in "IO wait".
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -157,6 +181,64 @@ void forced_round(int idle_ms, bool bracketed, bool pause) {
   close(fds[1]);
 }
 
+// One forced round of the NetpollWaiters race (see the top of the file).
+void netpoll_waiters_round() {
+  if (goro::maxprocs() != 1) child_fail("run with GORO_MAXPROCS=1");
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) child_fail("pipe2");
+  std::atomic<bool> spinning{false}, stop{false};
+  goro::Chan<int> done;
+  // R first: U lands in runnext and parks before R takes the P.
+  goro::go([&] {  // R: holds the only P until told to stop
+    spinning = true;
+    while (!stop.load()) {
+    }
+  });
+  goro::go([done, fd = fds[0]]() mutable {  // U: waits on the pipe
+    tx::wait_readable(fd);
+    char b;
+    if (read(fd, &b, 1) != 1) child_fail("read");
+    done.send(1);
+  });
+  std::string outcome;
+  std::thread driver([&] {
+    auto deadline = Clock::now() + 10s;
+    while (!(spinning.load() && tx::netpoll_waiters() >= 1)) {
+      if (Clock::now() > deadline) child_fail("U never parked in the netpoller while R ran");
+      std::this_thread::sleep_for(1ms);
+    }
+    tx::hook_arm("sysmon.netpolled", kernel_mode());
+    tx::hook_arm("findrunnable.beforenetpoll", kernel_mode());
+    tx::hook_arm("stopm.beforelock", kernel_mode());
+    if (write(fds[1], "x", 1) != 1) child_fail("write");
+    if (!tx::hook_wait_reached("sysmon.netpolled", 10000)) child_fail("sysmon's poll never returned U");
+    stop = true;  // R ends; its M looks for work while sysmon holds U
+    deadline = Clock::now() + 10s;
+    for (;;) {
+      if (tx::hook_reached("findrunnable.beforenetpoll")) {
+        outcome = "blocked in netpoll";
+        break;
+      }
+      if (tx::hook_reached("stopm.beforelock")) {
+        // Pre-fix: let the M stop while sysmon still holds U.
+        outcome = "stopped";
+        tx::hook_release("stopm.beforelock");
+        std::this_thread::sleep_for(2s);
+        break;
+      }
+      if (Clock::now() > deadline) child_fail("the worker M neither polled nor stopped");
+      std::this_thread::sleep_for(100us);
+    }
+    tx::hook_disarm_all();  // sysmon injects U, the M goes on
+  });
+  if (!done.recv()) child_fail("done closed");
+  driver.join();
+  close(fds[0]);
+  close(fds[1]);
+  // Surviving is the test; this says which way the M went (fixed: polled).
+  std::printf("worker M %s\n", outcome.c_str());
+}
+
 int run_scenario(const std::string& name) {
   return goro::run([&]() -> int {
     if (name == "idle_m" || name == "bracketed") {
@@ -188,6 +270,8 @@ int run_scenario(const std::string& name) {
     } else if (name == "stress") {
       // Many rounds of injection racing a netpoll wake-up, no pauses.
       for (int i = 0; i < 300; i++) forced_round(-1, false, false);
+    } else if (name == "netpoll_waiters") {
+      netpoll_waiters_round();
     } else if (name == "deadlock") {
       goro::Chan<int> c;
       c.recv();  // nobody will ever send
@@ -301,6 +385,15 @@ TEST(Issue59600, BracketedInjectionNeverThrew) {
 
 TEST(Issue59600, StressManyInjectionsNoSpuriousThrow) {
   expect_survives("stress", {"GORO_MAXPROCS=1"}, Vetoes::kAny);
+}
+
+TEST(NetpollWaiters, SysmonHoldingTheLastWaiterIsNotADeadlock) {
+  ChildResult r = run_child("netpoll_waiters", {"GORO_MAXPROCS=1"}, 60);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output.find("fatal error"), std::string::npos) << "spurious deadlock verdict:\n" << r.output;
+  // The worker M must have gone to the blocking netpoll, not to stopm.
+  EXPECT_NE(r.output.find("worker M blocked in netpoll"), std::string::npos) << r.output;
 }
 
 TEST(Issue59600, GenuineDeadlockStillReportedWithSchedtrace) {
