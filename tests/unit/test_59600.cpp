@@ -188,22 +188,10 @@ void netpoll_waiters_round() {
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) child_fail("pipe2");
   std::atomic<bool> spinning{false}, stop{false};
   goro::Chan<int> done;
-  // R first: U lands in runnext and parks before R takes the P.
-  goro::go([&] {  // R: holds the only P until told to stop
-    spinning = true;
-    while (!stop.load()) {
-    }
-  });
-  goro::go([done, fd = fds[0]]() mutable {  // U: waits on the pipe
-    tx::wait_readable(fd);
-    char b;
-    if (read(fd, &b, 1) != 1) child_fail("read");
-    done.send(1);
-  });
   std::string outcome;
   std::thread driver([&] {
     auto deadline = Clock::now() + 10s;
-    while (!(spinning.load() && tx::netpoll_waiters() >= 1)) {
+    while (!spinning.load()) {
       if (Clock::now() > deadline) child_fail("U never parked in the netpoller while R ran");
       std::this_thread::sleep_for(1ms);
     }
@@ -230,6 +218,21 @@ void netpoll_waiters_round() {
       std::this_thread::sleep_for(100us);
     }
     tx::hook_disarm_all();  // sysmon injects U, the M goes on
+  });
+  // R holds the only P until told to stop, once U is parked: until then it
+  // yields, since nothing else may take the P from it (no asynchronous
+  // preemption under TSan).
+  goro::go([&] {
+    while (tx::netpoll_waiters() < 1) goro::gosched();
+    spinning = true;
+    while (!stop.load()) {
+    }
+  });
+  goro::go([done, fd = fds[0]]() mutable {  // U: waits on the pipe
+    tx::wait_readable(fd);
+    char b;
+    if (read(fd, &b, 1) != 1) child_fail("read");
+    done.send(1);
   });
   if (!done.recv()) child_fail("done closed");
   driver.join();
