@@ -114,16 +114,22 @@
  *      the woken M is STARTING, SPINNING or NETPOLL) go to an idle CPU at
  *      once; if none is idle and the woken M is owed CPU -- its vtime at
  *      least wake_preempt_lag_ns below the (estimated, current) vtime of a
- *      task running somewhere -- that CPU is preempted
- *      (SCX_KICK_PREEMPT). A per-CPU record of what runs where (vtime at
- *      start, start time, weight) makes the estimate. The preempted task
- *      goes back to the queue even if a or d would have kept it. With
- *      --wake-preempt all every other waking task that is owed CPU
- *      preempts the same way, goro or not. Not the default: under TCG
- *      in the VM it cost the contended service p99 (50 vs 25-39 ms) and
- *      closed-loop throughput, and did not shorten wake-to-run p99; the
- *      queue order below already puts such tasks first at the next slice
- *      end. --wake-preempt off turns policy e off.
+ *      task running somewhere -- that CPU is preempted. A per-CPU record
+ *      of what runs where (vtime at start, start time, weight) makes the
+ *      estimate. Either way the M is inserted straight into that CPU's
+ *      local DSQ (SCX_DSQ_LOCAL_ON, with SCX_ENQ_PREEMPT for a busy CPU):
+ *      a CPU merely kicked to take "the head of the shared queue" may take
+ *      somebody else and leave the woken M waiting for the next slice end
+ *      -- the first version did that, and the contended service's slow
+ *      requests were mostly that wait (35 ms to reach the server's G; p99
+ *      21-37 ms before, 12-15 ms after, EEVDF 27-48 ms, in the VM). The
+ *      preempted task goes back to the queue; a and d do not see it, as
+ *      the CPU finds its next task on its local DSQ. With --wake-preempt
+ *      all every other waking task that is owed CPU preempts the same way,
+ *      goro or not. Not the default: under TCG it made the contended
+ *      service worse (p50 5.5 vs 3.0 ms, p99 20-30 vs 12-15 ms), as the
+ *      load generator's threads then displace the server's Ms. --wake-
+ *      preempt off turns policy e off.
  *
  * Why lying gains nothing. Every boost above is either bounded by vtime
  * (a, d, e: only a task not ahead of the others by more than a slice, or
@@ -172,6 +178,9 @@
  *   - Direct-to-idle dispatch ignores vtime.
  *   - Preemption on wakeup only for goro Ms by default; others wait for a
  *     slice end (--wake-preempt all: see policy e).
+ *   - A woken M inserted into a CPU's local DSQ (policy e) waits there even
+ *     if another CPU frees up first; it is at most one slice, and only
+ *     when the victim CPU changed task between choice and insert.
  *   - Weights honoured only within the starvation bound.
  *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
  *     in jiffies; the length of a jiffy is measured by the checkdead timer
@@ -429,7 +438,6 @@ struct cpu_ctx {
 	u64 started_at;
 	u32 weight;
 	u32 tgid;	/* 0: nothing of ours running */
-	u32 kicked;	/* preempted for a waking task: no policy a/d on it */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -852,6 +860,15 @@ static struct cpu_ctx *cpu_ctx_of(s32 cpu)
 }
 
 /*
+ * May @p be inserted into @cpu's local DSQ from enqueue? Not if that
+ * moves a task that cannot migrate right now (the kernel would abort us).
+ */
+static bool direct_ok(struct task_struct *p, s32 cpu)
+{
+	return !p->migration_disabled || cpu == scx_bpf_task_cpu(p);
+}
+
+/*
  * The CPU running the task with the largest estimated current vtime, if
  * that is more than wake_preempt_lag_ns ahead of @vtime; -1 otherwise.
  * Tasks of @p's own process are never the victim: the woken M would only
@@ -885,20 +902,6 @@ static s32 find_victim(struct task_struct *p, u64 vtime, u64 now)
 		}
 	}
 	return best;
-}
-
-/*
- * Preempt @cpu for a waking task that is owed CPU: its current task must
- * go back to the queue, so policies a and d (which keep a task running at
- * slice end) must not apply to it this once.
- */
-static void preempt_cpu(s32 cpu)
-{
-	struct cpu_ctx *cc = cpu_ctx_of(cpu);
-
-	if (cc)
-		cc->kicked = 1;
-	scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 }
 
 /* Move the virtual clock up to @v (never down); see vclock. */
@@ -1026,46 +1029,50 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 		key_off = key_offset(p, tctx);
 		tctx->key_off = key_off;
 	}
+	if (fail_after_enqueues &&
+	    __sync_fetch_and_add(&nr_enqueues_total, 1) + 1 == fail_after_enqueues)
+		goro_error("fault injection: enqueue %llu", fail_after_enqueues);
+
+	/*
+	 * Policy e: an M woken to start work gets an idle CPU at once, or,
+	 * if it is owed CPU, a preempted one; under GORO_WAKE_PREEMPT_ALL
+	 * so does any other waking task owed CPU (it found no idle CPU in
+	 * select_cpu). The task goes straight to that CPU's local DSQ: kicked
+	 * to take "the shared queue's head", the CPU could take somebody
+	 * else and leave the woken task waiting for the next slice end. No
+	 * unfairness is added: a preemption needs the task to be owed CPU
+	 * against the task it displaces (find_victim).
+	 */
+	if (dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF) {
+		bool woken = w && m_word_woken(w) && (policies & GORO_POLICY_WAKE);
+		s32 cpu = -1;
+
+		if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
+			if (woken)
+				cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+			if (cpu >= 0 && direct_ok(p, cpu)) {
+				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
+				scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+				stat_inc(GORO_STAT_WAKE_KICK);
+				return;
+			}
+			cpu = find_victim(p, vtime, now);
+			if (cpu >= 0 && direct_ok(p, cpu)) {
+				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags | SCX_ENQ_PREEMPT);
+				stat_inc(woken ? GORO_STAT_WAKE_PREEMPT : GORO_STAT_WAKE_PREEMPT_OTHER);
+				return;
+			}
+		}
+	}
+
 	struct scx_bpf_dsq_insert_vtime_args args = {
 		.dsq_id = dsq,
 		.slice = slice_for(w),
 		.vtime = vtime + key_off,
 		.enq_flags = enq_flags,
 	};
-	if (fail_after_enqueues &&
-	    __sync_fetch_and_add(&nr_enqueues_total, 1) + 1 == fail_after_enqueues)
-		goro_error("fault injection: enqueue %llu", fail_after_enqueues);
 	/* On the root scheduler a failed insert aborts us; nothing to check. */
 	__scx_bpf_dsq_insert_vtime(p, &args);
-
-	/*
-	 * Policy e: an M woken to start work gets an idle CPU at once, or,
-	 * if it is owed CPU, a preempted one. Either CPU then dispatches the
-	 * shared queue's head, by vtime: we add no unfairness, we only stop
-	 * the M from waiting for somebody's slice to end. Under
-	 * GORO_WAKE_PREEMPT_ALL any other waking task owed CPU preempts too
-	 * (it found no idle CPU in select_cpu).
-	 */
-	if (dsq != GORO_SHARED_DSQ || !(enq_flags & SCX_ENQ_WAKEUP) || wake_preempt_mode == GORO_WAKE_PREEMPT_OFF)
-		return;
-	bool woken = w && m_word_woken(w) && (policies & GORO_POLICY_WAKE);
-	s32 cpu;
-
-	if (!woken && wake_preempt_mode != GORO_WAKE_PREEMPT_ALL)
-		return;
-	if (woken) {
-		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
-		if (cpu >= 0) {
-			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-			stat_inc(GORO_STAT_WAKE_KICK);
-			return;
-		}
-	}
-	cpu = find_victim(p, vtime, now);
-	if (cpu >= 0) {
-		preempt_cpu(cpu);
-		stat_inc(woken ? GORO_STAT_WAKE_PREEMPT : GORO_STAT_WAKE_PREEMPT_OTHER);
-	}
 }
 
 /*
@@ -1082,15 +1089,12 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	struct goro_ref r = {};
 	u64 now = bpf_ktime_get_ns();
 	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
-	struct cpu_ctx *cc = cpu_ctx_of(cpu);
-	bool kicked = false;
 	u64 w = 0;
 
-	/* Preempted for a waking task that is owed CPU (policy e): let it in. */
-	if (cc && cc->kicked) {
-		cc->kicked = 0;
-		kicked = true;
-	}
+	/*
+	 * (A CPU preempted for a waking task (policy e) has that task on its
+	 * local DSQ and does not get here: a and d cannot keep prev on it.)
+	 */
 	if (prev_queued) {
 		ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
 		if (ptctx) {
@@ -1107,7 +1111,7 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 		 * (slices end at ticks, so the 100 us extension is really up to
 		 * a tick).
 		 */
-		if (!kicked && w && (w & GORO_MF_LOCKHELD) && ptctx && !ptctx->lock_ext_used &&
+		if (w && (w & GORO_MF_LOCKHELD) && ptctx && !ptctx->lock_ext_used &&
 		    (policies & GORO_POLICY_LOCK_EXT)) {
 			struct task_struct *h = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
 			bool ahead = false;
@@ -1135,7 +1139,7 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	 * more than a slice ahead of the shared queue's head. Within that
 	 * slice of lead it beats anyone queued, its own spinners included.
 	 */
-	if (prev_queued && !kicked && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0 &&
+	if (prev_queued && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0 &&
 	    (policies & GORO_POLICY_KEEP_P)) {
 		bool keep = true, contended = false;
 
