@@ -626,9 +626,10 @@ static void scx_pubcounters(std::int64_t now) GORO_REQUIRES(sched.lock) {
   if (!scx_on()) return;
   sched.lock.assert_held();
   if (now == 0) now = nanotime();
-  goro_sched_counters* c = &scx_export->sc;
+  goro_proc_export* x = scx_x();
+  goro_sched_counters* c = &x->sc;
   auto u32 = [](std::int64_t v) { return static_cast<std::uint32_t>(v < 0 ? 0 : v); };
-  scx_counters_begin();
+  scx_counters_begin(x);
   scx_store32(&c->gomaxprocs, u32(gomaxprocs.load(std::memory_order_relaxed)));
   scx_store32(&c->npidle, u32(sched.npidle.load(std::memory_order_relaxed)));
   scx_store32(&c->nmspinning, u32(sched.nmspinning.load(std::memory_order_relaxed)));
@@ -643,7 +644,7 @@ static void scx_pubcounters(std::int64_t now) GORO_REQUIRES(sched.lock) {
   scx_store32(&c->netpoll_waiters, u32(netpoll_nwaiters()));
   scx_store64(&c->ngoroutines, u32(ngoroutines.load(std::memory_order_relaxed)));
   scx_store64(&c->published_ns, static_cast<std::uint64_t>(now));
-  scx_counters_end();
+  scx_counters_end(x);
   scx_heartbeat(now);
 }
 
@@ -2257,7 +2258,11 @@ static void sysmon() {
     if (scx_on()) {
       // The export: counters and heartbeat every loop; and a checkdead
       // the kernel vetoed is looked at again (see checkdead).
+      bool reattached = scx_watch(now);  // the loader restarted? (scx_export.h)
       sched.lock.lock();
+      if (reattached) {
+        for (std::int32_t i = 0; i < gomaxprocs.load(); i++) scx_ppub(allp[i]);
+      }
       scx_pubcounters(now);
       if (scx_recheck.exchange(false, std::memory_order_relaxed)) checkdead();
       sched.lock.unlock();
@@ -2666,7 +2671,7 @@ LockedCounts locked_counts() {
 void wait_readable(int fd) { netpoll_wait_readable(fd); }
 int netpoll_waiters() { return netpoll_nwaiters(); }
 
-bool scx_attached() { return scx_export != nullptr; }
+bool scx_attached() { return scx_on(); }
 std::uint64_t scx_vetoes() { return goro::detail::scx_vetoes(); }
 void arm_dropwakeup() { scx_dropwakeup.store(true); }
 std::int64_t runnext_goid() {

@@ -110,7 +110,7 @@ class GORO_CAPABILITY("mutex") Lock {
 }  // namespace goro::detail
 struct goro_proc_export;
 namespace goro::detail {
-extern goro_proc_export* scx_export;
+extern std::atomic<goro_proc_export*> scx_export;
 void scx_lockheld_slow(bool held);
 
 // SchedLock: the Lock of sched.lock, which also keeps the LOCKHELD flag of
@@ -123,10 +123,10 @@ class GORO_CAPABILITY("mutex") SchedLock {
  public:
   void lock() GORO_ACQUIRE() GORO_NO_TSA {
     l_.lock();
-    if (__builtin_expect(scx_export != nullptr, 0)) scx_lockheld_slow(true);
+    if (__builtin_expect(scx_export.load(std::memory_order_relaxed) != nullptr, 0)) scx_lockheld_slow(true);
   }
   void unlock() GORO_RELEASE() GORO_NO_TSA {
-    if (__builtin_expect(scx_export != nullptr, 0)) scx_lockheld_slow(false);
+    if (__builtin_expect(scx_export.load(std::memory_order_relaxed) != nullptr, 0)) scx_lockheld_slow(false);
     l_.unlock();
   }
   bool held_by_me() const { return l_.held_by_me(); }

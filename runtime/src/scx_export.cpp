@@ -19,23 +19,35 @@
 
 namespace goro::detail {
 
-goro_proc_export* scx_export = nullptr;
+std::atomic<goro_proc_export*> scx_export{nullptr};
 bool scx_partial = false;
 std::atomic<bool> scx_dropwakeup{false};
 
 namespace {
 
 // The connection to the loader: kept open (close-on-exec) for the process's
-// whole life; the loader frees our slot when it closes.
+// whole life; the loader frees our slot when it closes. It hangs up when the
+// loader's instance ends: sysmon's scx_watch notices and re-attaches.
 int scx_sock = -1;
 
 std::atomic<std::uint64_t> vetoes{0};
 
 // M records in use. Guarded by recordlock, a leaf lock taken only when an
-// M is created (newm) or its thread ends.
+// M is created (newm), starts or ends, and when sysmon re-attaches.
 Lock recordlock;
 bool record_used[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
 std::uint32_t record_nm GORO_GUARDED_BY(recordlock) = 0;
+// Our own copy of what each record says, for a re-attach: the loader zeroes
+// a block when its instance ends, so the old block cannot be copied from.
+// record_tid is written once per M (thread start); record_word follows
+// every store of the word into the block.
+std::uint32_t record_tid[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
+std::atomic<std::uint64_t> record_word[GORO_MAX_M];
+
+void store_word(std::int32_t idx, __u64* wp, std::uint64_t w) {
+  record_word[idx].store(w, std::memory_order_relaxed);
+  __atomic_store_n(wp, w, __ATOMIC_RELEASE);
+}
 
 [[gnu::format(printf, 1, 2)]] void scxdebugf(const char* fmt, ...) {
   if (!debug.scxdebug) return;
@@ -187,17 +199,30 @@ goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_
 // ---------------------------------------------------------------------------
 // Attaching
 // ---------------------------------------------------------------------------
+namespace {
+// Where the loader is: its pin directory (it exists while a loader runs)
+// and its socket. Read once, at attach time, from the environment.
+const char* pin_dir = GORO_SCX_PIN_DIR;
+const char* sock_path = GORO_SCX_SOCK;
+
+bool loader_present() {
+  struct stat st;
+  return ::stat(pin_dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+}  // namespace
+
 void scx_attach() {
   if (!debug.scx) {
     scxdebugf("standalone: GORO_DEBUG=scx=0");
     return;
   }
   const char* dir = std::getenv("GORO_SCX_PIN_DIR");
-  if (!dir || !*dir) dir = GORO_SCX_PIN_DIR;
+  if (dir && *dir) pin_dir = dir;
   const char* sockpath = std::getenv("GORO_SCX_SOCK");
-  if (!sockpath || !*sockpath) sockpath = GORO_SCX_SOCK;
-  struct stat st;
-  if (::stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+  if (sockpath && *sockpath) sock_path = sockpath;
+  dir = pin_dir;
+  sockpath = sock_path;
+  if (!loader_present()) {
     scxdebugf("standalone: no scx_goro loader (%s does not exist)", dir);
     return;
   }
@@ -209,12 +234,72 @@ void scx_attach() {
   }
   __atomic_store_n(&x->hdr.pid, static_cast<std::uint32_t>(::getpid()), __ATOMIC_RELAXED);
   __atomic_store_n(&x->hdr.nm, 0u, __ATOMIC_RELAXED);
-  scx_heartbeat(nanotime());
+  scx_store64(&x->hdr.heartbeat_ns, static_cast<std::uint64_t>(nanotime()));
   // abi last: "the runtime publishes from now on".
   __atomic_store_n(&x->hdr.abi, static_cast<std::uint32_t>(GORO_EXPORT_ABI), __ATOMIC_RELEASE);
   scx_partial = (flags & GORO_ATTACH_PARTIAL) != 0;
-  scx_export = x;
+  scx_export.store(x, std::memory_order_release);
   scxdebugf("attached to scx_goro, slot %u%s", slot, scx_partial ? " (partial: Ms switch to SCHED_EXT)" : "");
+}
+
+// ---------------------------------------------------------------------------
+// Following a restarted loader (scx_export.h)
+// ---------------------------------------------------------------------------
+namespace {
+std::int64_t watch_next = 0;  // sysmon's alone, like the two below
+bool loader_lost = false;
+
+// The store count an M keeps in the upper half of its word.
+std::uint32_t word_count(std::uint64_t w) { return static_cast<std::uint32_t>(w >> 32); }
+
+// Fill the new block x from the old one and make it the block.
+void reattach(goro_proc_export* x, std::uint32_t slot) {
+  __atomic_store_n(&x->hdr.pid, static_cast<std::uint32_t>(::getpid()), __ATOMIC_RELAXED);
+  recordlock.lock();
+  __atomic_store_n(&x->hdr.nm, record_nm, __ATOMIC_RELEASE);
+  scx_export.store(x, std::memory_order_release);
+  // From here on every new store goes to x; fill in what was stored before
+  // (from our own copy), unless the M has stored again since.
+  for (std::uint32_t i = 0; i < record_nm; i++) {
+    if (!record_used[i]) continue;
+    __atomic_store_n(&x->m[i].tid, record_tid[i], __ATOMIC_RELEASE);
+    std::uint64_t ow = record_word[i].load(std::memory_order_relaxed);
+    std::uint64_t nw = __atomic_load_n(&x->m[i].word, __ATOMIC_ACQUIRE);
+    while (word_count(ow) > word_count(nw) &&
+           !__atomic_compare_exchange_n(&x->m[i].word, &nw, ow, false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE)) {
+    }
+  }
+  recordlock.unlock();
+  scx_store64(&x->hdr.heartbeat_ns, static_cast<std::uint64_t>(nanotime()));
+  __atomic_store_n(&x->hdr.abi, static_cast<std::uint32_t>(GORO_EXPORT_ABI), __ATOMIC_RELEASE);
+  scxdebugf("re-attached to a restarted scx_goro, slot %u", slot);
+}
+}  // namespace
+
+bool scx_watch(std::int64_t now) {
+  if (!scx_on() || now < watch_next) return false;
+  if (!loader_lost) {
+    watch_next = now + 100 * 1000 * 1000;
+    char b;
+    ssize_t n = ::recv(scx_sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return false;
+    ::close(scx_sock);
+    scx_sock = -1;
+    loader_lost = true;
+    scxdebugf("the loader hung up; attaching to the next one when it runs");
+  }
+  watch_next = now + 500 * 1000 * 1000;
+  if (!loader_present()) return false;
+  std::uint32_t slot = 0, flags = 0;
+  goro_proc_export* x = attach(sock_path, &slot, &flags);
+  if (!x) {
+    scxdebugf("not re-attached yet: %s", attach_failure);
+    return false;
+  }
+  reattach(x, slot);
+  loader_lost = false;
+  watch_next = now + 100 * 1000 * 1000;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -233,7 +318,7 @@ std::int32_t scx_mrecord_alloc() {
   }
   if (idx >= 0 && static_cast<std::uint32_t>(idx) + 1 > record_nm) {
     record_nm = static_cast<std::uint32_t>(idx) + 1;
-    __atomic_store_n(&scx_export->hdr.nm, record_nm, __ATOMIC_RELEASE);
+    __atomic_store_n(&scx_x()->hdr.nm, record_nm, __ATOMIC_RELEASE);
   }
   recordlock.unlock();
   return idx;
@@ -241,20 +326,25 @@ std::int32_t scx_mrecord_alloc() {
 
 void scx_mrecord_free(std::int32_t idx) {
   if (!scx_on() || idx < 0) return;
-  goro_m_export* r = &scx_export->m[idx];
-  __atomic_store_n(&r->word, static_cast<std::uint64_t>(GORO_M_FREE), __ATOMIC_RELEASE);
-  __atomic_store_n(&r->tid, 0u, __ATOMIC_RELEASE);
   recordlock.lock();
+  goro_proc_export* x = scx_x();
+  store_word(idx, &x->m[idx].word, static_cast<std::uint64_t>(GORO_M_FREE));
+  record_tid[idx] = 0;
+  __atomic_store_n(&x->m[idx].tid, 0u, __ATOMIC_RELEASE);
   record_used[idx] = false;
   while (record_nm > 0 && !record_used[record_nm - 1]) record_nm--;
-  __atomic_store_n(&scx_export->hdr.nm, record_nm, __ATOMIC_RELEASE);
+  __atomic_store_n(&x->hdr.nm, record_nm, __ATOMIC_RELEASE);
   recordlock.unlock();
 }
 
 void scx_mthread_start(M* mp) {
   if (!scx_on()) return;
   if (mp->scxidx >= 0) {
-    __atomic_store_n(&scx_export->m[mp->scxidx].tid, static_cast<std::uint32_t>(mp->tid), __ATOMIC_RELEASE);
+    // Under recordlock: a re-attach copying tids must see this one.
+    recordlock.lock();
+    record_tid[mp->scxidx] = static_cast<std::uint32_t>(mp->tid);
+    __atomic_store_n(&scx_x()->m[mp->scxidx].tid, static_cast<std::uint32_t>(mp->tid), __ATOMIC_RELEASE);
+    recordlock.unlock();
   }
   if (scx_partial) {
     // The loader runs in partial mode (only SCHED_EXT tasks are its): Ms
@@ -289,7 +379,7 @@ void scx_mpub_slow(M* mp) {
   std::int32_t pidx = mp->scxcarry >= 0 ? mp->scxcarry : p_index(mp->p);
   std::uint64_t flags = (mp->scxlockheld ? GORO_MF_LOCKHELD : 0) | (mp->scxcarry >= 0 ? GORO_MF_CARRYING : 0);
   std::uint64_t w = GORO_MW_MAKE(mp->scxstate, pidx, flags) | (static_cast<std::uint64_t>(++mp->scxstores) << 32);
-  __atomic_store_n(&scx_export->m[mp->scxidx].word, w, __ATOMIC_RELEASE);
+  store_word(mp->scxidx, &scx_x()->m[mp->scxidx].word, w);
 }
 
 void scx_carry_slow(M* self, P* pp) {
@@ -298,18 +388,19 @@ void scx_carry_slow(M* self, P* pp) {
 }
 
 void scx_mstarting_slow(M* target, P* pp) {
-  __u64* wp = &scx_export->m[target->scxidx].word;
+  __u64* wp = &scx_x()->m[target->scxidx].word;
   std::uint64_t old = __atomic_load_n(wp, __ATOMIC_RELAXED);
   std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
-  __atomic_store_n(wp, w, __ATOMIC_RELEASE);
+  store_word(target->scxidx, wp, w);
 }
 
 void scx_mstarting_locked_slow(M* target, P* pp) {
-  __u64* wp = &scx_export->m[target->scxidx].word;
+  __u64* wp = &scx_x()->m[target->scxidx].word;
   __u64 old = __atomic_load_n(wp, __ATOMIC_ACQUIRE);
   if (GORO_MW_STATE(old) != GORO_M_LOCKED) return;  // not parked yet: it will look for itself
   std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
-  __atomic_compare_exchange_n(wp, &old, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+  if (__atomic_compare_exchange_n(wp, &old, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    record_word[target->scxidx].store(w, std::memory_order_relaxed);
 }
 
 void scx_lockheld_slow(bool held) {
@@ -336,17 +427,17 @@ void scx_ppub_slow(P* pp) {
   G* first = next ? next : (n > 0 ? pp->runq[h % kRunqSize].load(std::memory_order_relaxed) : nullptr);
   if (next) n++;
   std::uint64_t goid = first ? static_cast<std::uint64_t>(__atomic_load_n(&first->goid, __ATOMIC_RELAXED)) : 0;
-  goro_p_export* r = &scx_export->p[id];
+  goro_p_export* r = &scx_x()->p[id];
   scx_store64(&r->word, GORO_PW_MAKE(status & 0xff, midx, n));
   scx_store64(&r->runnext_goid, goid);
 }
 
 void scx_heartbeat(std::int64_t now) {
-  if (scx_on()) scx_store64(&scx_export->hdr.heartbeat_ns, static_cast<std::uint64_t>(now));
+  if (goro_proc_export* x = scx_x()) scx_store64(&x->hdr.heartbeat_ns, static_cast<std::uint64_t>(now));
 }
 
-void scx_counters_begin() {
-  __u64* seq = &scx_export->sc.seq;
+void scx_counters_begin(goro_proc_export* x) {
+  __u64* seq = &x->sc.seq;
   std::uint64_t s = __atomic_load_n(seq, __ATOMIC_RELAXED);
   // Odd: one writer (sched.lock), so s was even. The fields are then
   // written with release stores (scx_store32/64), each ordered after this
@@ -356,8 +447,8 @@ void scx_counters_begin() {
   __atomic_store_n(seq, s + 1, __ATOMIC_RELAXED);
 }
 
-void scx_counters_end() {
-  __u64* seq = &scx_export->sc.seq;
+void scx_counters_end(goro_proc_export* x) {
+  __u64* seq = &x->sc.seq;
   std::uint64_t s = __atomic_load_n(seq, __ATOMIC_RELAXED);
   __atomic_store_n(seq, s + 1, __ATOMIC_RELEASE);  // even: every field before it
 }
@@ -366,7 +457,7 @@ void scx_counters_end() {
 // In-kernel checkdead
 // ---------------------------------------------------------------------------
 ScxVerdict scx_checkdead_verdict(M* self) {
-  goro_proc_export* x = scx_export;
+  goro_proc_export* x = scx_x();
   if (!x) return ScxVerdict::kNoView;
   // The view is the BPF side's, for this attach of the slot; anything else
   // (not maintained yet, or left from a previous owner) is no view at all.

@@ -36,6 +36,24 @@
 //     not got that far, the waker leaves the word alone (the M is awake and
 //     runnable anyway, and takes the P as soon as it looks).
 //
+// Following a restarted loader. The loader keeps our connection open for as
+// long as our slot is ours; when its instance ends (it exits, or the kernel
+// asked it to restart), the connection hangs up. sysmon looks every 100 ms
+// (a non-blocking peek) and, once it is gone, tries the handshake again
+// every 500 ms -- a stat of the pin directory while no loader runs, the
+// handshake's own one-second timeouts at worst while one starts. The old
+// block cannot be copied (the loader zeroes a block when its instance
+// ends), so the export keeps its own copy of each record's tid and last
+// word. Under recordlock (no M record is born or freed meanwhile) the block
+// pointer is swapped, then each record in use gets its tid and, unless the
+// M has stored a newer word into the new block already (the store count in
+// the word's upper half), its last word; hdr.abi then says "published", and
+// sysmon republishes every P and the counters in the same loop. An M that loaded the old
+// pointer just before the swap can store into the old block once more;
+// that state shows in the new block at its next store. The old block stays
+// mapped (a few KiB per restart): an M may still hold it. Partial mode is
+// whatever the first loader said.
+//
 // Liveness. sysmon refreshes hdr.heartbeat_ns every loop, and every counter
 // publication refreshes it too. A block goes stale only when the runtime is
 // frozen or gone.
@@ -61,17 +79,27 @@
 
 namespace goro::detail {
 
-// The mapped block, or null when standalone. Written once, in scx_attach,
-// before the first M is created; read without synchronisation afterwards.
-extern goro_proc_export* scx_export;
+// The mapped block, or null when standalone. Set in scx_attach, before the
+// first M is created, and replaced only when sysmon follows a restarted
+// loader (scx_watch); never null again once set. Every publication site
+// loads it once (scx_x) and stores into that block.
+extern std::atomic<goro_proc_export*> scx_export;
+static inline goro_proc_export* scx_x() { return scx_export.load(std::memory_order_acquire); }
 // hdr.flags had GORO_ATTACH_PARTIAL: every M switches itself to SCHED_EXT.
 extern bool scx_partial;
 
-static inline bool scx_on() { return __builtin_expect(scx_export != nullptr, 0); }
+static inline bool scx_on() { return __builtin_expect(scx_export.load(std::memory_order_relaxed) != nullptr, 0); }
 
 // scx_attach: the handshake of scx_goro.h ("How a process gets its map").
 // Any failure leaves scx_export null. Called once, from schedinit.
 void scx_attach();
+
+// scx_watch: sysmon, every loop while attached. Notices that the loader hung
+// up (it exited, or the kernel made it restart: CPU hotplug, an upgrade)
+// and attaches to the next one when it appears: see "Following a restarted
+// loader" above. True when it has just re-attached: the caller then
+// republishes every P's word (sysmon, in proc.cpp, has the P table).
+bool scx_watch(std::int64_t now);
 
 // M records (indices into m[]): reserved when an M is created, released
 // when its thread ends. -1: more than GORO_MAX_M Ms, undescribed.
@@ -141,8 +169,9 @@ void scx_heartbeat(std::int64_t now);
 
 // The counters' seqcount writer: begin makes seq odd, end even again.
 // sched.lock must be held (the caller, scx_pubcounters in proc.cpp).
-void scx_counters_begin();
-void scx_counters_end();
+// x: the block, loaded once by the caller for the whole publication.
+void scx_counters_begin(goro_proc_export* x);
+void scx_counters_end(goro_proc_export* x);
 // A 32/64-bit store into the shared block. Release, for the seqcount's
 // sake (see scx_counters_begin): a plain move on x86 all the same.
 static inline void scx_store32(__u32* p, std::uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }

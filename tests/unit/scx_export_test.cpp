@@ -110,30 +110,22 @@ class FakeLoader {
     sock_ = dir_ + "/sock";
     if (pin_dir) mkdir(pin_.c_str(), 0700);
     size_ = (sizeof(goro_proc_export) + 4095) & ~static_cast<std::size_t>(4095);
-    memfd_ = memfd_create("goro_scx_test", MFD_CLOEXEC);
-    if (ftruncate(memfd_, static_cast<off_t>(size_)) != 0) std::abort();
-    x_ = static_cast<goro_proc_export*>(mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0));
-    // What the loader writes at attach time.
-    x_->hdr.magic = GORO_EXPORT_MAGIC;
-    x_->hdr.slot = kSlot;
-    x_->hdr.gen = kGen;
-    listen_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strcpy(a.sun_path, sock_.c_str());
-    if (bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_, 8) != 0) std::abort();
-    server_ = std::thread([this] { serve(); });
+    start(kGen);
   }
   ~FakeLoader() {
-    stop_ = true;
-    server_.join();
-    for (int fd : conns_) close(fd);
-    close(listen_);
-    munmap(x_, size_);
-    close(memfd_);
-    unlink(sock_.c_str());
+    end();
     rmdir(pin_.c_str());
     rmdir(dir_.c_str());
+  }
+  // What a loader restart looks like to a process: its instance ends (the
+  // connections hang up, the pin directory and socket go away), and after
+  // a while a new one runs, with a fresh block and another generation.
+  void restart(std::chrono::milliseconds gap) {
+    end();
+    rmdir(pin_.c_str());
+    std::this_thread::sleep_for(gap);
+    mkdir(pin_.c_str(), 0700);
+    start(gen_ + 1);
   }
   std::vector<std::string> env(const std::string& debug = "") const {
     std::vector<std::string> e{"GORO_SCX_SOCK=" + sock_, "GORO_SCX_PIN_DIR=" + pin_};
@@ -146,6 +138,39 @@ class FakeLoader {
   static constexpr std::uint64_t kGen = 7;
 
  private:
+  void start(std::uint64_t gen) {
+    gen_ = gen;
+    memfd_ = memfd_create("goro_scx_test", MFD_CLOEXEC);
+    if (ftruncate(memfd_, static_cast<off_t>(size_)) != 0) std::abort();
+    x_ = static_cast<goro_proc_export*>(mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0));
+    // What the loader writes at attach time.
+    x_->hdr.magic = GORO_EXPORT_MAGIC;
+    x_->hdr.slot = kSlot;
+    x_->hdr.gen = gen;
+    listen_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, sock_.c_str());
+    if (bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_, 8) != 0) std::abort();
+    stop_ = false;
+    nconn_ = 0;
+    server_ = std::thread([this] { serve(); });
+  }
+  void end() {
+    stop_ = true;
+    server_.join();
+    for (int fd : conns_) close(fd);
+    conns_.clear();
+    close(listen_);
+    // As the real loader does when it frees a slot: the old block says
+    // nothing any more, so a re-attach must not copy from it.
+    std::memset(static_cast<void*>(x_), 0, sizeof *x_);
+    munmap(x_, size_);
+    x_ = nullptr;
+    close(memfd_);
+    unlink(sock_.c_str());
+  }
+
   void serve() {
     while (!stop_) {
       pollfd p{listen_, POLLIN, 0};
@@ -164,7 +189,7 @@ class FakeLoader {
       w.abi = answer_ == Answer::kBadAbi ? GORO_EXPORT_ABI + 1 : GORO_EXPORT_ABI;
       w.status = 0;
       w.slot = kSlot;
-      w.gen = kGen;
+      w.gen = gen_;
       w.flags = 0;
       w.map_size = static_cast<std::uint32_t>(size_);
       alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))] = {};
@@ -186,6 +211,7 @@ class FakeLoader {
   Answer answer_;
   std::string dir_, pin_, sock_;
   std::size_t size_ = 0;
+  std::uint64_t gen_ = 0;
   int memfd_ = -1;
   int listen_ = -1;
   goro_proc_export* x_ = nullptr;
@@ -234,6 +260,19 @@ class Child {
     auto deadline = Clock::now() + timeout;
     while (output_.find(s) == std::string::npos) {
       if (!read_some(deadline)) return output_.find(s) != std::string::npos;
+    }
+    return true;
+  }
+  // Read output until it contains s n times (true) or timeout/EOF (false).
+  bool wait_count(const std::string& s, int n, std::chrono::milliseconds timeout = 10000ms) {
+    auto deadline = Clock::now() + timeout;
+    auto count = [&] {
+      int k = 0;
+      for (auto at = output_.find(s); at != std::string::npos; at = output_.find(s, at + 1)) k++;
+      return k;
+    };
+    while (count() < n) {
+      if (!read_some(deadline)) return count() >= n;
     }
     return true;
   }
@@ -386,19 +425,13 @@ TEST(ScxAttach, AbiMismatchIsStandalone) {
 // ---------------------------------------------------------------------------
 // Publishing
 // ---------------------------------------------------------------------------
-TEST(ScxPublish, MRecordsPTableAndCountersDescribeTheProcess) {
-  FakeLoader loader(Answer::kWelcome);
-  Child c("spin", [&] {
-    auto e = loader.env("asyncpreemptoff=1");
-    e.push_back("GORO_MAXPROCS=2");
-    return e;
-  }());
-  ASSERT_TRUE(c.wait_for("spin_tid=")) << c.output();
-  ASSERT_TRUE(c.wait_for("\n", 2000ms));
-  const goro_proc_export* x = loader.x();
-  ASSERT_NE(c.output().find("attached=1"), std::string::npos) << c.output();
-  auto pos = c.output().find("spin_tid=");
-  std::uint32_t spin_tid = static_cast<std::uint32_t>(std::stoul(c.output().substr(pos + 9)));
+// What the "spin" child (GORO_MAXPROCS=2) publishes in block x: its
+// records, P table and counters describe it.
+void expect_block_describes_spinner(const goro_proc_export* x, Child& c, std::uint32_t spin_tid) {
+  // The counters come with sysmon's next loop (<= 10 ms) after attaching.
+  for (auto d = Clock::now() + 2s; ld(&x->sc.seq) == 0 && Clock::now() < d;) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(ld(&x->hdr.pid), static_cast<std::uint32_t>(c.pid()));
+  EXPECT_EQ(ld(&x->hdr.abi), static_cast<std::uint32_t>(GORO_EXPORT_ABI));
 
   // The spinning G's M: RUNNING, holding a P the P table says it owns.
   bool seen_running = false;
@@ -465,7 +498,49 @@ TEST(ScxPublish, MRecordsPTableAndCountersDescribeTheProcess) {
     std::this_thread::sleep_for(2ms);
   }
   for (std::uint32_t i = 0; i < nm; i++) EXPECT_LT(held[i], kSamples) << "record " << i << " kept LOCKHELD";
+}
 
+std::vector<std::string> spinner_env(const FakeLoader& loader, const std::string& debug) {
+  auto e = loader.env(debug);
+  e.push_back("GORO_MAXPROCS=2");
+  return e;
+}
+
+std::uint32_t spinner_tid(Child& c) {
+  if (!c.wait_for("spin_tid=") || !c.wait_for("\n", 2000ms)) return 0;
+  auto pos = c.output().find("spin_tid=");
+  return static_cast<std::uint32_t>(std::stoul(c.output().substr(pos + 9)));
+}
+
+TEST(ScxPublish, MRecordsPTableAndCountersDescribeTheProcess) {
+  FakeLoader loader(Answer::kWelcome);
+  Child c("spin", spinner_env(loader, "asyncpreemptoff=1"));
+  std::uint32_t spin_tid = spinner_tid(c);
+  ASSERT_NE(spin_tid, 0u) << c.output();
+  ASSERT_NE(c.output().find("attached=1"), std::string::npos) << c.output();
+  expect_block_describes_spinner(loader.x(), c, spin_tid);
+  EXPECT_EQ(c.finish(), 0) << c.output();
+}
+
+// The loader's instance ends (it exits, or the kernel makes it restart) and
+// a new one starts: the process attaches to the new one by itself, and its
+// new block describes it as fully as the first did -- Ms created before the
+// restart included.
+TEST(ScxPublish, FollowsARestartedLoader) {
+  FakeLoader loader(Answer::kWelcome);
+  Child c("spin", spinner_env(loader, "asyncpreemptoff=1,scxdebug=1"));
+  std::uint32_t spin_tid = spinner_tid(c);
+  ASSERT_NE(spin_tid, 0u) << c.output();
+  ASSERT_TRUE(c.wait_for("attached to scx_goro, slot")) << c.output();
+  loader.restart(700ms);  // longer than sysmon's 500 ms between tries
+  ASSERT_TRUE(c.wait_for("the loader hung up", 5000ms)) << c.output();
+  ASSERT_TRUE(c.wait_for("re-attached to a restarted scx_goro, slot", 5000ms)) << c.output();
+  EXPECT_EQ(loader.connections(), 1) << "one connection to the new instance";
+  expect_block_describes_spinner(loader.x(), c, spin_tid);
+  // And once more: it keeps following.
+  loader.restart(0ms);
+  ASSERT_TRUE(c.wait_count("re-attached to a restarted scx_goro", 2, 5000ms)) << c.output();
+  expect_block_describes_spinner(loader.x(), c, spin_tid);
   EXPECT_EQ(c.finish(), 0) << c.output();
 }
 
