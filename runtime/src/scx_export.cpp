@@ -263,8 +263,8 @@ void reattach(goro_proc_export* x, std::uint32_t slot) {
   for (std::uint32_t i = 0; i < record_nm; i++) {
     if (!record_used[i]) continue;
     __atomic_store_n(&x->m[i].tid, record_tid[i], __ATOMIC_RELEASE);
-    std::uint64_t ow = record_word[i].load(std::memory_order_relaxed);
-    std::uint64_t nw = __atomic_load_n(&x->m[i].word, __ATOMIC_ACQUIRE);
+    __u64 ow = record_word[i].load(std::memory_order_relaxed);
+    __u64 nw = __atomic_load_n(&x->m[i].word, __ATOMIC_ACQUIRE);
     while (word_count(ow) > word_count(nw) &&
            !__atomic_compare_exchange_n(&x->m[i].word, &nw, ow, false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE)) {
     }
