@@ -1043,19 +1043,24 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * unfairness is added: a preemption needs the task to be owed CPU
 	 * against the task it displaces (find_victim).
 	 */
+	s32 kick_after = -1;
+
 	if (dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF) {
 		bool woken = w && m_word_woken(w) && (policies & GORO_POLICY_WAKE);
 		s32 cpu = -1;
 
-		if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
-			if (woken)
-				cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
-			if (cpu >= 0 && direct_ok(p, cpu)) {
+		if (woken)
+			cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+		if (cpu >= 0) {
+			stat_inc(GORO_STAT_WAKE_KICK);
+			if (direct_ok(p, cpu)) {
 				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
 				scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-				stat_inc(GORO_STAT_WAKE_KICK);
 				return;
 			}
+			/* Claimed (idle bit cleared): it must come and look at the shared queue. */
+			kick_after = cpu;
+		} else if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
 			cpu = find_victim(p, vtime, now);
 			if (cpu >= 0 && direct_ok(p, cpu)) {
 				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags | SCX_ENQ_PREEMPT);
@@ -1073,6 +1078,8 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	};
 	/* On the root scheduler a failed insert aborts us; nothing to check. */
 	__scx_bpf_dsq_insert_vtime(p, &args);
+	if (kick_after >= 0)
+		scx_bpf_kick_cpu(kick_after, SCX_KICK_IDLE);
 }
 
 /*
@@ -1499,9 +1506,12 @@ static void checkdead_slot(u32 slot, u64 now)
 		/*
 		 * sysmon runs no Gs, so its running proves nothing -- unless it
 		 * carries a P to an M (injectglist's startIdle, retake's
-		 * handoffp): then the work is on its way, as in the veto rule.
+		 * handoffp) or is injecting Gs from the netpoller (they are on
+		 * the global queue before startIdle takes a P for them; a
+		 * sysmon preempted there looked like a stall under load): then
+		 * the work is on its way, as in the veto rule.
 		 */
-		if (st == GORO_M_SYSMON && !(blk->m[i].word & GORO_MF_CARRYING))
+		if (st == GORO_M_SYSMON && !(blk->m[i].word & (GORO_MF_CARRYING | GORO_MF_INJECTING)))
 			continue;
 		km = sp->km[i];
 		if ((km & GORO_KM_RUNNABLE) && GORO_KM_TID(km) == tid) {

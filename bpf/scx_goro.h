@@ -291,7 +291,10 @@ struct goro_exit_info {
  *                GORO_MF_CARRYING, the P it is handing to another M
  *   bit   16     GORO_MF_LOCKHELD: holds sched.lock
  *   bit   17     GORO_MF_CARRYING: holds an idle P for another M
- *   bits 32..63  a count of the M's own stores (diagnostics only)
+ *   bit   18     GORO_MF_INJECTING: (sysmon) is putting Gs it took from
+ *                the netpoller on the run queues and starting Ms for them
+ *   bits 32..63  a count of the M's own stores (diagnostics, and the order
+ *                of a re-attach's copy: see the runtime's scx_export.h)
  *
  * P ownership in flight (what the in-kernel checkdead needs). In Go's
  * scheduler a P can be owned by nobody running: sysmon's startIdle (the
@@ -360,6 +363,7 @@ enum goro_m_state {
 #define GORO_MW_P(w) ((__s32)(((w) >> 8) & 0xff) - 1) /* -1: none */
 #define GORO_MF_LOCKHELD (1ULL << 16)
 #define GORO_MF_CARRYING (1ULL << 17)
+#define GORO_MF_INJECTING (1ULL << 18)
 #define GORO_MW_MAKE(state, pidx, flags) \
 	((__u64)(state) | ((__u64)((pidx) + 1) << 8) | (__u64)(flags))
 

@@ -2305,7 +2305,9 @@ static void sysmon() {
         // in hand still count as netpoll waiters (netpoll.h), so a worker
         // M going idle meanwhile blocks in netpoll instead of stopping.
         incidlelocked(-1);
+        scx_injecting(getm(), true);
         injectglist(list);
+        scx_injecting(getm(), false);
         incidlelocked(1);
         netpoll_adjust_waiters(delta);
       }

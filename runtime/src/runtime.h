@@ -357,6 +357,7 @@ struct M {
   std::int32_t scxidx = -1;
   std::uint8_t scxstate = 0;      // enum goro_m_state
   bool scxlockheld = false;       // holds sched.lock
+  bool scxinjecting = false;      // sysmon: injecting netpoll Gs (GORO_MF_INJECTING)
   std::int16_t scxcarry = -1;     // id of the P carried for another M, -1: none
   std::uint32_t scxstores = 0;    // the word's store count (diagnostics)
 };

@@ -377,7 +377,8 @@ void scx_mthread_exit(M* mp) {
 // ---------------------------------------------------------------------------
 void scx_mpub_slow(M* mp) {
   std::int32_t pidx = mp->scxcarry >= 0 ? mp->scxcarry : p_index(mp->p);
-  std::uint64_t flags = (mp->scxlockheld ? GORO_MF_LOCKHELD : 0) | (mp->scxcarry >= 0 ? GORO_MF_CARRYING : 0);
+  std::uint64_t flags = (mp->scxlockheld ? GORO_MF_LOCKHELD : 0) | (mp->scxcarry >= 0 ? GORO_MF_CARRYING : 0) |
+                        (mp->scxinjecting ? GORO_MF_INJECTING : 0);
   std::uint64_t w = GORO_MW_MAKE(mp->scxstate, pidx, flags) | (static_cast<std::uint64_t>(++mp->scxstores) << 32);
   store_word(mp->scxidx, &scx_x()->m[mp->scxidx].word, w);
 }

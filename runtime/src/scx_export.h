@@ -132,6 +132,15 @@ static inline void scx_mrun(M* mp) {
   }
 }
 
+// sysmon is (no longer) putting Gs from the netpoller on the run queues: for
+// the BPF side's stall check, work is on its way (GORO_MF_INJECTING).
+static inline void scx_injecting(M* mp, bool on) {
+  if (scx_on() && mp && mp->scxidx >= 0) {
+    mp->scxinjecting = on;
+    scx_mpub_slow(mp);
+  }
+}
+
 // "P ownership in flight", step 1 and step 3: the calling M (self) holds pp
 // for another M (CARRYING), and no longer does. self may be null (a thread
 // that is not an M, e.g. goro::run's).
