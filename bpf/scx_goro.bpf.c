@@ -860,15 +860,6 @@ static struct cpu_ctx *cpu_ctx_of(s32 cpu)
 }
 
 /*
- * May @p be inserted into @cpu's local DSQ from enqueue? Not if that
- * moves a task that cannot migrate right now (the kernel would abort us).
- */
-static bool direct_ok(struct task_struct *p, s32 cpu)
-{
-	return !p->migration_disabled || cpu == scx_bpf_task_cpu(p);
-}
-
-/*
  * The CPU running the task with the largest estimated current vtime, if
  * that is more than wake_preempt_lag_ns ahead of @vtime; -1 otherwise.
  * Tasks of @p's own process are never the victim: the woken M would only
@@ -1041,11 +1032,13 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * to take "the shared queue's head", the CPU could take somebody
 	 * else and leave the woken task waiting for the next slice end. No
 	 * unfairness is added: a preemption needs the task to be owed CPU
-	 * against the task it displaces (find_victim).
+	 * against the task it displaces (find_victim). A task that cannot
+	 * migrate right now cannot be put on another CPU's local DSQ (the
+	 * kernel would abort us): it is left to the shared queue; a waking
+	 * task practically never is one.
 	 */
-	s32 kick_after = -1;
-
-	if (dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF) {
+	if (dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
+	    !p->migration_disabled) {
 		bool woken = w && m_word_woken(w) && (policies & GORO_POLICY_WAKE);
 		s32 cpu = -1;
 
@@ -1053,16 +1046,13 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 			cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 		if (cpu >= 0) {
 			stat_inc(GORO_STAT_WAKE_KICK);
-			if (direct_ok(p, cpu)) {
-				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
-				scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
-				return;
-			}
-			/* Claimed (idle bit cleared): it must come and look at the shared queue. */
-			kick_after = cpu;
-		} else if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
+			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
+			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+			return;
+		}
+		if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
 			cpu = find_victim(p, vtime, now);
-			if (cpu >= 0 && direct_ok(p, cpu)) {
+			if (cpu >= 0) {
 				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags | SCX_ENQ_PREEMPT);
 				stat_inc(woken ? GORO_STAT_WAKE_PREEMPT : GORO_STAT_WAKE_PREEMPT_OTHER);
 				return;
@@ -1078,8 +1068,6 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	};
 	/* On the root scheduler a failed insert aborts us; nothing to check. */
 	__scx_bpf_dsq_insert_vtime(p, &args);
-	if (kick_after >= 0)
-		scx_bpf_kick_cpu(kick_after, SCX_KICK_IDLE);
 }
 
 /*

@@ -618,6 +618,13 @@ static std::int64_t mReserveID() GORO_REQUIRES(sched.lock) {
   return id;
 }
 
+// scx_ppub_all republishes every P's word (the world stopped, or a new
+// block after a re-attach). sched.lock must be held.
+static void scx_ppub_all() GORO_REQUIRES(sched.lock) {
+  if (!scx_on()) return;
+  for (std::int32_t i = 0; i < gomaxprocs.load(); i++) scx_ppub(allp[i]);
+}
+
 // scx_pubcounters publishes the scheduler's counters into the export
 // (struct goro_sched_counters) inside the seqcount: before an M sleeps in
 // stopm, every sysmon loop, and when checkdead looks. now == 0: read the
@@ -737,7 +744,7 @@ static void newm(void (*fn)(), P* pp, std::int64_t id) {
   mp->nextp = pp;
   // Its export record, described before the thread exists: STARTING with
   // the P it is handed ("P ownership in flight", step 2), or sysmon.
-  if (scx_on() && (mp->scxidx = scx_mrecord_alloc()) >= 0) {
+  if (scx_on() && (mp->scxidx = scx_mrecord_alloc(mp)) >= 0) {
     if (pp) {
       mp->scxstate = GORO_M_STARTING;
       scx_mstarting_slow(mp, pp);
@@ -1170,9 +1177,7 @@ static void stopTheWorld() GORO_NO_TSA {
     sched.stopwait--;
   }
   bool wait = sched.stopwait > 0;
-  if (scx_on()) {
-    for (std::int32_t i = 0; i < gomaxprocs.load(); i++) scx_ppub(allp[i]);
-  }
+  scx_ppub_all();
   sched.lock.unlock();
   if (wait) {
     for (;;) {
@@ -2260,9 +2265,7 @@ static void sysmon() {
       // the kernel vetoed is looked at again (see checkdead).
       bool reattached = scx_watch(now);  // the loader restarted? (scx_export.h)
       sched.lock.lock();
-      if (reattached) {
-        for (std::int32_t i = 0; i < gomaxprocs.load(); i++) scx_ppub(allp[i]);
-      }
+      if (reattached) scx_ppub_all();
       scx_pubcounters(now);
       if (scx_recheck.exchange(false, std::memory_order_relaxed)) checkdead();
       sched.lock.unlock();

@@ -360,6 +360,9 @@ struct M {
   bool scxinjecting = false;      // sysmon: injecting netpoll Gs (GORO_MF_INJECTING)
   std::int16_t scxcarry = -1;     // id of the P carried for another M, -1: none
   std::uint32_t scxstores = 0;    // the word's store count (diagnostics)
+  // The word as last stored into the block (by this M, or STARTING by its
+  // waker): what a re-attach copies into a new block.
+  std::atomic<std::uint64_t> scxword{0};
 };
 
 // ---------------------------------------------------------------------------

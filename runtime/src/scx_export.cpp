@@ -37,16 +37,24 @@ std::atomic<std::uint64_t> vetoes{0};
 Lock recordlock;
 bool record_used[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
 std::uint32_t record_nm GORO_GUARDED_BY(recordlock) = 0;
-// Our own copy of what each record says, for a re-attach: the loader zeroes
-// a block when its instance ends, so the old block cannot be copied from.
-// record_tid is written once per M (thread start); record_word follows
-// every store of the word into the block.
+// What a re-attach copies (the loader zeroes a block when its instance
+// ends, so the old block cannot be copied from): each record's M, whose
+// scxword follows every store of the word, and its tid, written once.
+M* record_m[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
 std::uint32_t record_tid[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
-std::atomic<std::uint64_t> record_word[GORO_MAX_M];
 
-void store_word(std::int32_t idx, __u64* wp, std::uint64_t w) {
-  record_word[idx].store(w, std::memory_order_relaxed);
+// Store mp's word: into the block, and into mp's own copy (mp's cache
+// line, not one shared with other Ms).
+void store_word(M* mp, __u64* wp, std::uint64_t w) {
+  mp->scxword.store(w, std::memory_order_relaxed);
   __atomic_store_n(wp, w, __ATOMIC_RELEASE);
+}
+
+// The last stores of a (re-)attach: heartbeat, then abi, "the runtime
+// publishes from now on".
+void publish_abi(goro_proc_export* x) {
+  scx_store64(&x->hdr.heartbeat_ns, static_cast<std::uint64_t>(nanotime()));
+  __atomic_store_n(&x->hdr.abi, static_cast<std::uint32_t>(GORO_EXPORT_ABI), __ATOMIC_RELEASE);
 }
 
 [[gnu::format(printf, 1, 2)]] void scxdebugf(const char* fmt, ...) {
@@ -234,9 +242,7 @@ void scx_attach() {
   }
   __atomic_store_n(&x->hdr.pid, static_cast<std::uint32_t>(::getpid()), __ATOMIC_RELAXED);
   __atomic_store_n(&x->hdr.nm, 0u, __ATOMIC_RELAXED);
-  scx_store64(&x->hdr.heartbeat_ns, static_cast<std::uint64_t>(nanotime()));
-  // abi last: "the runtime publishes from now on".
-  __atomic_store_n(&x->hdr.abi, static_cast<std::uint32_t>(GORO_EXPORT_ABI), __ATOMIC_RELEASE);
+  publish_abi(x);
   scx_partial = (flags & GORO_ATTACH_PARTIAL) != 0;
   scx_export.store(x, std::memory_order_release);
   scxdebugf("attached to scx_goro, slot %u%s", slot, scx_partial ? " (partial: Ms switch to SCHED_EXT)" : "");
@@ -263,15 +269,14 @@ void reattach(goro_proc_export* x, std::uint32_t slot) {
   for (std::uint32_t i = 0; i < record_nm; i++) {
     if (!record_used[i]) continue;
     __atomic_store_n(&x->m[i].tid, record_tid[i], __ATOMIC_RELEASE);
-    __u64 ow = record_word[i].load(std::memory_order_relaxed);
+    __u64 ow = record_m[i]->scxword.load(std::memory_order_relaxed);
     __u64 nw = __atomic_load_n(&x->m[i].word, __ATOMIC_ACQUIRE);
     while (word_count(ow) > word_count(nw) &&
            !__atomic_compare_exchange_n(&x->m[i].word, &nw, ow, false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE)) {
     }
   }
   recordlock.unlock();
-  scx_store64(&x->hdr.heartbeat_ns, static_cast<std::uint64_t>(nanotime()));
-  __atomic_store_n(&x->hdr.abi, static_cast<std::uint32_t>(GORO_EXPORT_ABI), __ATOMIC_RELEASE);
+  publish_abi(x);
   scxdebugf("re-attached to a restarted scx_goro, slot %u", slot);
 }
 }  // namespace
@@ -305,13 +310,14 @@ bool scx_watch(std::int64_t now) {
 // ---------------------------------------------------------------------------
 // M records
 // ---------------------------------------------------------------------------
-std::int32_t scx_mrecord_alloc() {
+std::int32_t scx_mrecord_alloc(M* mp) {
   if (!scx_on()) return -1;
   recordlock.lock();
   std::int32_t idx = -1;
   for (std::int32_t i = 0; i < GORO_MAX_M; i++) {
     if (!record_used[i]) {
       record_used[i] = true;
+      record_m[i] = mp;
       idx = i;
       break;
     }
@@ -324,11 +330,12 @@ std::int32_t scx_mrecord_alloc() {
   return idx;
 }
 
-void scx_mrecord_free(std::int32_t idx) {
+void scx_mrecord_free(M* mp, std::int32_t idx) {
   if (!scx_on() || idx < 0) return;
   recordlock.lock();
   goro_proc_export* x = scx_x();
-  store_word(idx, &x->m[idx].word, static_cast<std::uint64_t>(GORO_M_FREE));
+  store_word(mp, &x->m[idx].word, static_cast<std::uint64_t>(GORO_M_FREE));
+  record_m[idx] = nullptr;
   record_tid[idx] = 0;
   __atomic_store_n(&x->m[idx].tid, 0u, __ATOMIC_RELEASE);
   record_used[idx] = false;
@@ -369,7 +376,7 @@ void scx_mthread_exit(M* mp) {
   if (!scx_on() || mp->scxidx < 0) return;
   std::int32_t idx = mp->scxidx;
   mp->scxidx = -1;
-  scx_mrecord_free(idx);
+  scx_mrecord_free(mp, idx);
 }
 
 // ---------------------------------------------------------------------------
@@ -380,7 +387,7 @@ void scx_mpub_slow(M* mp) {
   std::uint64_t flags = (mp->scxlockheld ? GORO_MF_LOCKHELD : 0) | (mp->scxcarry >= 0 ? GORO_MF_CARRYING : 0) |
                         (mp->scxinjecting ? GORO_MF_INJECTING : 0);
   std::uint64_t w = GORO_MW_MAKE(mp->scxstate, pidx, flags) | (static_cast<std::uint64_t>(++mp->scxstores) << 32);
-  store_word(mp->scxidx, &scx_x()->m[mp->scxidx].word, w);
+  store_word(mp, &scx_x()->m[mp->scxidx].word, w);
 }
 
 void scx_carry_slow(M* self, P* pp) {
@@ -392,7 +399,7 @@ void scx_mstarting_slow(M* target, P* pp) {
   __u64* wp = &scx_x()->m[target->scxidx].word;
   std::uint64_t old = __atomic_load_n(wp, __ATOMIC_RELAXED);
   std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
-  store_word(target->scxidx, wp, w);
+  store_word(target, wp, w);
 }
 
 void scx_mstarting_locked_slow(M* target, P* pp) {
@@ -401,7 +408,7 @@ void scx_mstarting_locked_slow(M* target, P* pp) {
   if (GORO_MW_STATE(old) != GORO_M_LOCKED) return;  // not parked yet: it will look for itself
   std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
   if (__atomic_compare_exchange_n(wp, &old, w, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-    record_word[target->scxidx].store(w, std::memory_order_relaxed);
+    target->scxword.store(w, std::memory_order_relaxed);
 }
 
 void scx_lockheld_slow(bool held) {

@@ -43,8 +43,8 @@
 // every 500 ms -- a stat of the pin directory while no loader runs, the
 // handshake's own one-second timeouts at worst while one starts. The old
 // block cannot be copied (the loader zeroes a block when its instance
-// ends), so the export keeps its own copy of each record's tid and last
-// word. Under recordlock (no M record is born or freed meanwhile) the block
+// ends), so the export keeps its own copy of each record's tid, and each M
+// of its last word (M::scxword). Under recordlock (no M record is born or freed meanwhile) the block
 // pointer is swapped, then each record in use gets its tid and, unless the
 // M has stored a newer word into the new block already (the store count in
 // the word's upper half), its last word; hdr.abi then says "published", and
@@ -103,8 +103,8 @@ bool scx_watch(std::int64_t now);
 
 // M records (indices into m[]): reserved when an M is created, released
 // when its thread ends. -1: more than GORO_MAX_M Ms, undescribed.
-std::int32_t scx_mrecord_alloc();
-void scx_mrecord_free(std::int32_t idx);
+std::int32_t scx_mrecord_alloc(M* mp);
+void scx_mrecord_free(M* mp, std::int32_t idx);
 
 // The M's thread starts: store its tid, and switch to SCHED_EXT if the
 // loader runs in partial mode. The M must have a record.
