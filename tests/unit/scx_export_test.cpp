@@ -256,13 +256,7 @@ class Child {
   const std::string& output() const { return output_; }
 
   // Read output until it contains s (true) or timeout/EOF (false).
-  bool wait_for(const std::string& s, std::chrono::milliseconds timeout = 10000ms) {
-    auto deadline = Clock::now() + timeout;
-    while (output_.find(s) == std::string::npos) {
-      if (!read_some(deadline)) return output_.find(s) != std::string::npos;
-    }
-    return true;
-  }
+  bool wait_for(const std::string& s, std::chrono::milliseconds timeout = 10000ms) { return wait_count(s, 1, timeout); }
   // Read output until it contains s n times (true) or timeout/EOF (false).
   bool wait_count(const std::string& s, int n, std::chrono::milliseconds timeout = 10000ms) {
     auto deadline = Clock::now() + timeout;

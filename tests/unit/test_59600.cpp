@@ -126,6 +126,17 @@ void wait_quiet(int want_nmidle) {
   child_fail("runtime did not go quiet");
 }
 
+// U: a G that parks on fd (a pipe) in the netpoller, reads its byte when
+// it comes, and sends on done.
+void go_pipe_reader(int fd, goro::Chan<int> done) {
+  goro::go([done, fd]() mutable {
+    tx::wait_readable(fd);
+    char b;
+    if (read(fd, &b, 1) != 1) child_fail("read");
+    done.send(1);
+  });
+}
+
 std::atomic<bool> sysg_ran{false};
 
 // One round of the forced interleaving. Returns after both Gs ran.
@@ -133,12 +144,7 @@ void forced_round(int idle_ms, bool bracketed, bool pause) {
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) child_fail("pipe2");
   goro::Chan<int> done;
-  goro::go([done, fd = fds[0]]() mutable {  // U: waits on the pipe
-    tx::wait_readable(fd);
-    char b;
-    if (read(fd, &b, 1) != 1) child_fail("read");
-    done.send(1);
-  });
+  go_pipe_reader(fds[0], done);  // U
   sysg_ran = false;
   std::thread driver([&] {
     wait_quiet(idle_ms);
@@ -228,12 +234,7 @@ void netpoll_waiters_round() {
     while (!stop.load()) {
     }
   });
-  goro::go([done, fd = fds[0]]() mutable {  // U: waits on the pipe
-    tx::wait_readable(fd);
-    char b;
-    if (read(fd, &b, 1) != 1) child_fail("read");
-    done.send(1);
-  });
+  go_pipe_reader(fds[0], done);  // U
   if (!done.recv()) child_fail("done closed");
   driver.join();
   close(fds[0]);

@@ -63,6 +63,18 @@ stop_loader() {
 	check "loader exited 0 with an UNREG exit; state disabled"
 }
 
+# last_stats: the loader's last stats line; field NAME LINE: a number in it,
+# e.g. field procs "$line", field run "$line" (Ms RUNNING).
+last_stats() { grep '^scx_goro: stats' "$log" | tail -1; }
+field() { sed -n "s/.*[ \[]$1=\([0-9]*\).*/\1/p" <<<"$2"; }
+
+# calibrate SERVICE: sets iters_per_s, how many work-loop iterations of
+# goro_scx_service make one second here (fails the test if it cannot say).
+calibrate() {
+	iters_per_s=$("$1" calibrate 1000000 | sed -n 's/.* iters=\([0-9]*\).*/\1/p')
+	[[ -n $iters_per_s ]] || fail "goro_scx_service calibrate printed no iters="
+}
+
 # cpu_ms_of FILE: the cpu_ms field of a writer's last line.
 cpu_ms_of() { sed -n 's/.* cpu_ms \([0-9]*\) .*/\1/p' "$1" | tail -1; }
 # workers_cpu_ms_of FILE: the CPU time of a writer's NTHREADS workers only.
