@@ -2309,6 +2309,7 @@ static void sysmon() {
         // M going idle meanwhile blocks in netpoll instead of stopping.
         incidlelocked(-1);
         scx_injecting(getm(), true);
+        GORO_TESTHOOK("sysmon.injecting");
         injectglist(list);
         scx_injecting(getm(), false);
         incidlelocked(1);

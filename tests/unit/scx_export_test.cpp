@@ -81,6 +81,50 @@ int run_scenario(const std::string& name) {
       std::printf("attached=%d spin_tid=%ld\n", tx::scx_attached() ? 1 : 0, spin_tid.load());
       std::fflush(stdout);
       while (!g_stop.load()) goro::sleep_for(3ms);
+    } else if (name == "inject") {
+      // GORO_MAXPROCS=1. U waits on a pipe in the netpoller while R holds
+      // the only P, so no M polls and sysmon does (nobody has for 10 ms).
+      // With "sysmon.injecting" armed the pipe is written: sysmon's poll
+      // returns U and it pauses inside its injection bracket until stdin
+      // closes; then U runs and main ends.
+      stop_on_stdin_eof();
+      int fds[2];
+      if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 1;
+      std::atomic<bool> spinning{false}, stop{false};
+      goro::Chan<int> done;
+      std::thread driver([&] {
+        while (!spinning.load()) std::this_thread::sleep_for(1ms);
+        tx::hook_arm("sysmon.injecting");
+        if (write(fds[1], "x", 1) != 1) std::abort();
+        if (tx::hook_wait_reached("sysmon.injecting", 10000)) {
+          std::printf("sysmon paused injecting\n");
+        } else {
+          std::printf("sysmon never reached its injection\n");
+        }
+        std::fflush(stdout);
+        while (!g_stop.load()) std::this_thread::sleep_for(1ms);
+        tx::hook_disarm_all();
+        stop = true;
+      });
+      goro::go([&] {  // R: yields until U is parked (no async preemption under TSan)
+        while (tx::netpoll_waiters() < 1) goro::gosched();
+        spinning = true;
+        while (!stop.load()) {
+        }
+      });
+      goro::go([&] {  // U
+        tx::wait_readable(fds[0]);
+        char b;
+        if (read(fds[0], &b, 1) != 1) std::abort();
+        done.send(1);
+      });
+      done.recv();
+      driver.join();
+      std::printf("U ran\n");
+      std::fflush(stdout);
+      goro::sleep_for(300ms);  // the parent looks at sysmon's word once more
+      close(fds[0]);
+      close(fds[1]);
     } else if (name == "deadlock") {
       std::printf("attached=%d\n", tx::scx_attached() ? 1 : 0);
       std::fflush(stdout);
@@ -285,6 +329,13 @@ class Child {
     waitpid(pid_, &st, 0);
     reaped_ = true;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  }
+  // Close stdin (ends "spin" and "inject") without waiting for the exit.
+  void close_stdin() {
+    if (in_ >= 0) {
+      close(in_);
+      in_ = -1;
+    }
   }
   bool alive() {
     int st;
@@ -535,6 +586,44 @@ TEST(ScxPublish, FollowsARestartedLoader) {
   loader.restart(0ms);
   ASSERT_TRUE(c.wait_count("re-attached to a restarted scx_goro", 2, 5000ms)) << c.output();
   expect_block_describes_spinner(loader.x(), c, spin_tid);
+  EXPECT_EQ(c.finish(), 0) << c.output();
+}
+
+// sysmon's word while it puts Gs from the netpoller on the run queues: the
+// BPF stall check must see work on its way (GORO_MF_INJECTING), and the
+// flag must go once sysmon is done. Fails if sysmon stops marking its
+// injection (take scx_injecting out of sysmon's netpoll bracket).
+std::uint64_t sysmon_word(const goro_proc_export* x, int* found) {
+  *found = 0;
+  std::uint64_t word = 0;
+  std::uint32_t nm = ld(&x->hdr.nm);
+  for (std::uint32_t i = 0; i < nm && i < GORO_MAX_M; i++) {
+    std::uint64_t w = ld(&x->m[i].word);
+    if (GORO_MW_STATE(w) == GORO_M_SYSMON) {
+      word = w;
+      ++*found;
+    }
+  }
+  return word;
+}
+
+TEST(ScxPublish, SysmonInjectingNetpollGsIsFlagged) {
+  FakeLoader loader(Answer::kWelcome);
+  auto env = loader.env();
+  env.push_back("GORO_MAXPROCS=1");
+  Child c("inject", env);
+  ASSERT_TRUE(c.wait_for("sysmon paused injecting", 15000ms)) << c.output();
+  int found = 0;
+  std::uint64_t w = sysmon_word(loader.x(), &found);
+  ASSERT_EQ(found, 1) << "one sysmon record";
+  EXPECT_TRUE(w & GORO_MF_INJECTING) << "sysmon inside its injection bracket, word " << std::hex << w;
+  EXPECT_LT(GORO_MW_P(w), 0) << "sysmon holds no P while it injects";
+
+  c.close_stdin();  // sysmon goes on: U runs
+  ASSERT_TRUE(c.wait_for("U ran", 10000ms)) << c.output();
+  w = sysmon_word(loader.x(), &found);
+  ASSERT_EQ(found, 1);
+  EXPECT_FALSE(w & GORO_MF_INJECTING) << "the flag outlived the injection, word " << std::hex << w;
   EXPECT_EQ(c.finish(), 0) << c.output();
 }
 

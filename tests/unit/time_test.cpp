@@ -229,10 +229,12 @@ TEST(Timer, FiresOnceOnItsChannel) {
 // arrives on its channel afterwards.
 TEST(Timer, StopBeforeFiringReturnsTrueAndNothingArrives) {
   goro::run([] {
-    goro::Timer t(20ms);
+    // 200 ms: the stop must come before the timer is due even when a
+    // loaded host stalls this thread under TSan (20 ms did not always).
+    goro::Timer t(200ms);
     EXPECT_TRUE(t.stop()) << "stop of an active timer returns true";
     EXPECT_FALSE(t.stop()) << "stop of a stopped timer returns false";
-    int taken = goro::select(goro::on_recv(t.chan()), goro::on_recv(goro::after(60ms)));
+    int taken = goro::select(goro::on_recv(t.chan()), goro::on_recv(goro::after(400ms)));
     EXPECT_EQ(taken, 1) << "a stopped timer sent on its channel";
     EXPECT_EQ(t.chan().len(), 0u);
   });
