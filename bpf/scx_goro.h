@@ -37,14 +37,15 @@
 /* Spinning Ms wait here: consumed only when GORO_SHARED_DSQ is empty (or after an age bound). */
 #define GORO_SPIN_DSQ 1ULL
 
-/* The runtime-aware policies, a-e in scx_goro.bpf.c: the BPF side's `policies`. */
+/* The runtime-aware policies, a-f in scx_goro.bpf.c: the BPF side's `policies`. */
 enum goro_policy {
 	GORO_POLICY_KEEP_P = 1 << 0,   /* a: an M running with a P keeps its CPU */
 	GORO_POLICY_SPIN = 1 << 1,     /* b: spinning Ms wait on GORO_SPIN_DSQ */
 	GORO_POLICY_AFFINITY = 1 << 2, /* c: a P goes back to the CPU it last ran on */
 	GORO_POLICY_LOCK_EXT = 1 << 3, /* d: the sched.lock holder's extension */
 	GORO_POLICY_WAKE = 1 << 4,     /* e: Ms woken to start work: idle kick / preempt */
-	GORO_POLICY_ALL = (1 << 5) - 1,
+	GORO_POLICY_SYNC = 1 << 5,     /* f: a task a goro M wakes synchronously waits on the M's CPU */
+	GORO_POLICY_ALL = (1 << 6) - 1,
 };
 
 /* Which wakeups may preempt a running task: the BPF side's wake_preempt_mode. */
@@ -82,6 +83,7 @@ enum goro_stat {
 	GORO_STAT_STALL_EVENTS,	 /* in-kernel checkdead reported a stall (one per episode) */
 	GORO_STAT_EVENTS_DROPPED, /* the `events` ring buffer was full */
 	GORO_STAT_WAKE_PREEMPT_OTHER, /* enqueue: another waking task owed CPU preempted a CPU */
+	GORO_STAT_SYNC_WAKE,	 /* select_cpu: a task a goro M woke synchronously went to the M's CPU (policy f) */
 	GORO_NR_STATS,
 };
 

@@ -58,7 +58,7 @@ constexpr const char* kBpfFs = "/sys/fs/bpf";
 constexpr uint64_t kDefaultSliceUs = 5000;
 constexpr uint64_t kDefaultStallMs = 100;
 // The BPF side's max_lag_ns and wake_preempt_lag_ns (the loader always sets them).
-constexpr uint64_t kDefaultLagUs = 3000;
+constexpr uint64_t kDefaultLagUs = 2000;
 constexpr uint64_t kDefaultWakePreemptUs = 1000;
 constexpr uint64_t kDefaultSpinSliceUs = 200;
 // The main loop's longest sleep (ring buffer poll): how quickly it sees a
@@ -95,9 +95,10 @@ void usage(FILE* out, const char* argv0) {
                "      --wake-preempt-us N  how much CPU a waking task must be owed, relative to a\n"
                "                        running task, to preempt it (default %" PRIu64 ")\n"
                "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
-               "      --policies LIST   the runtime-aware policies to use, letters from 'abcde' (a keep\n"
+               "      --policies LIST   the runtime-aware policies to use, letters from 'abcdef' (a keep\n"
                "                        a P's M running, b spin queue, c P->CPU affinity, d sched.lock\n"
-               "                        extension, e wake kicks), or 'none' (default abcde)\n"
+               "                        extension, e wake kicks, f sync wakeups wait on the waking M's\n"
+               "                        CPU), or 'none' (default abcdef)\n"
                "      --monitor SECS    print the stats of the running scx_goro every SECS seconds;\n"
                "                        loads nothing\n"
                "  -v, --verbose         print libbpf's debug output (verifier log on failure)\n"
@@ -134,7 +135,7 @@ bool parse_u64(const char* s, uint64_t max, uint64_t* out) {
   return true;
 }
 
-// --policies: a subset of the letters a-e (scx_goro.bpf.c's policies), or "none".
+// --policies: a subset of the letters a-f (scx_goro.bpf.c's policies), or "none".
 bool parse_policies(const char* s, uint32_t* out) {
   if (s == nullptr || *s == '\0') return false;
   if (std::strcmp(s, "none") == 0) {
@@ -143,7 +144,7 @@ bool parse_policies(const char* s, uint32_t* out) {
   }
   uint32_t m = 0;
   for (const char* c = s; *c; c++) {
-    if (*c < 'a' || *c > 'e') return false;
+    if (*c < 'a' || *c > 'f') return false;
     m |= 1u << (*c - 'a');
   }
   *out = m;
@@ -230,6 +231,7 @@ constexpr const char* kStatNames[GORO_NR_STATS] = {
     "stall_events",    // GORO_STAT_STALL_EVENTS
     "events_dropped",  // GORO_STAT_EVENTS_DROPPED
     "wake_preempt_other",  // GORO_STAT_WAKE_PREEMPT_OTHER
+    "sync_wake",       // GORO_STAT_SYNC_WAKE
 };
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) == GORO_NR_STATS, "a name per stat");
 
@@ -778,7 +780,7 @@ int main(int argc, char** argv) {
         if (!parse_u64(optarg, 1000000, &o.spin_slice_us)) return bad("--spin-slice-us", optarg, "1..1000000");
         break;
       case kOptPolicies:
-        if (!parse_policies(optarg, &o.policies)) return bad("--policies", optarg, "letters from 'abcde', or 'none'");
+        if (!parse_policies(optarg, &o.policies)) return bad("--policies", optarg, "letters from 'abcdef', or 'none'");
         break;
       case 'v':
         verbose = true;
