@@ -216,10 +216,18 @@ char _license[] SEC("license") = "GPL";
 /*
  * How long a task may run before it goes back to the queue. Shorter slices
  * mean lower wakeup latency for queued tasks and more context switches.
- * Go's sysmon preempts a goroutine after 10 ms; 5 ms keeps us below that.
- * Ticks decide when a slice actually ends (HZ=250: 4 ms). Loader: -s.
+ * Ticks decide when a slice actually ends (HZ=250: 4 ms), so a 7 ms slice
+ * ends 7-11 ms after it starts; Go's sysmon preempts a goroutine after
+ * 10 ms. 7 ms, not the 5 ms of before: in two vmtest/variants runs (4
+ * interleaved rounds each) 7 ms measured better on both ends -- the
+ * stress-ng mix's cpu row 0.98/0.97 of EEVDF against 0.90/0.91, the
+ * contended service's p99 8.4/10.8 ms against 12.2/12.8 (EEVDF 39/29 ms);
+ * 6 ms fell in between (0.96, 10.7 ms), 8 ms was like 7 (0.97, 9.3 ms),
+ * and 3 ms was worse on p99 (17.7 against 13.0 ms). Fewer hog switches,
+ * and a woken M finds a hog it may preempt (policy e) more often.
+ * Loader: -s.
  */
-const volatile __u64 slice_ns = 5ULL * 1000 * 1000; /* __u64: the skeleton shows it to C++ */
+const volatile __u64 slice_ns = 7ULL * 1000 * 1000; /* __u64: the skeleton shows it to C++ */
 
 /*
  * Slice of a spinning M. A spinner looks for work for a few microseconds

@@ -55,7 +55,7 @@ namespace {
 constexpr const char* kVersion = "0.2";
 constexpr const char* kSchedExtDir = "/sys/kernel/sched_ext";
 constexpr const char* kBpfFs = "/sys/fs/bpf";
-constexpr uint64_t kDefaultSliceUs = 5000;
+constexpr uint64_t kDefaultSliceUs = 7000;
 constexpr uint64_t kDefaultStallMs = 100;
 // The BPF side's max_lag_ns and wake_preempt_lag_ns (the loader always sets them).
 constexpr uint64_t kDefaultLagUs = 2000;
