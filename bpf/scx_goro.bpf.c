@@ -197,6 +197,9 @@
  *   - A woken M inserted into a CPU's local DSQ (policy e) waits there even
  *     if another CPU frees up first; it is at most one slice, and only
  *     when the victim CPU changed task between choice and insert.
+ *   - A task sent to its waker's CPU (policy f) waits there even if
+ *     another CPU frees up first: at most the rest of the waker's slice
+ *     (7-11 ms), if the M goes on running Gs instead of blocking.
  *   - Weights honoured only within the starvation bound.
  *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
  *     in jiffies; the length of a jiffy is measured by the checkdead timer
@@ -310,6 +313,8 @@ enum { MAX_DEBT_SLICES = 4 };
 /* include/linux/sched.h: __TASK_STOPPED in task_struct::__state. */
 #define TASK_STOPPED_BIT 0x00000004
 #define TASK_UNINTERRUPTIBLE_BIT 0x00000002
+/* include/linux/sched.h: task_struct::flags, the task is exiting. */
+#define PF_EXITING 0x00000004
 /* include/uapi/linux/time.h; a #define, so not in vmlinux.h. */
 #define CLOCK_MONOTONIC 1
 #define NSEC_PER_SEC 1000000000ULL
@@ -954,6 +959,18 @@ static bool spin_aged(struct task_struct *p)
 }
 
 /*
+ * Where goro_runnable places a waking @p (see "Lag, not sleep time"):
+ * the virtual clock minus what it was owed when it went to sleep, or its
+ * own vtime if that is later.
+ */
+static u64 placed_vtime(struct task_struct *p, struct task_ctx *tctx)
+{
+	u64 v = vclock - tctx->lag;
+
+	return time_before(p->scx.dsq_vtime, v) ? v : p->scx.dsq_vtime;
+}
+
+/*
  * Policy f: the CPU a synchronous wakeup of @p should wait on -- the
  * waker's own, to run the moment the waker blocks -- or -1. Only when the
  * waker is a goro M of another process (a server answering a client), the
@@ -968,20 +985,18 @@ static s32 sync_wake_cpu(struct task_struct *p, struct task_ctx *tctx, u64 now)
 	struct task_ctx *cctx;
 	struct goro_ref cr = {};
 	s32 here = bpf_get_smp_processor_id();
-	u64 v = vclock - tctx->lag;
 
-	if (cur->tgid == p->tgid || p->migration_disabled)
+	if (cur->tgid == p->tgid || p->migration_disabled || (cur->flags & PF_EXITING))
 		return -1;
 	if (!bpf_cpumask_test_cpu(here, p->cpus_ptr))
 		return -1;
-	if (time_before(v, p->scx.dsq_vtime))
-		v = p->scx.dsq_vtime;
-	if (time_before(vclock + slice_ns, v))
+	if (time_before(vclock + slice_ns, placed_vtime(p, tctx)))
 		return -1;
 	if (scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
 		return -1;
+	/* An M, matched to its record, of a process whose block is fresh. */
 	cctx = bpf_task_storage_get(&task_ctxs, cur, 0, 0);
-	if (!cctx || !goro_resolve(cur, cctx, &cr, false, now))
+	if (!cctx || !goro_resolve(cur, cctx, &cr, false, now) || cr.midx < 0 || !cr.word)
 		return -1;
 	return here;
 }
@@ -1032,7 +1047,13 @@ s32 GORO_STRUCT_OPS(goro_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
 		return cpu;
 	}
-	if (tctx && (wake_flags & SCX_WAKE_SYNC) && (policies & GORO_POLICY_SYNC)) {
+	/*
+	 * Policy f -- not for an M woken to start work, which policy e places
+	 * in goro_enqueue (another goro process's netpoller M woken through
+	 * epoll gets the sync flag too).
+	 */
+	if (tctx && (wake_flags & SCX_WAKE_SYNC) && (policies & GORO_POLICY_SYNC) &&
+	    !(w && m_word_woken(w) && (policies & GORO_POLICY_WAKE) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF)) {
 		s32 here = sync_wake_cpu(p, tctx, now);
 
 		if (here >= 0) {
@@ -1265,9 +1286,9 @@ void GORO_STRUCT_OPS(goro_runnable, struct task_struct *p, u64 enq_flags)
 	 * an idle CPU never passes through enqueue.
 	 */
 	if (enq_flags & SCX_ENQ_WAKEUP) {
-		u64 v = vclock - tctx->lag;
+		u64 v = placed_vtime(p, tctx);
 
-		if (time_before(p->scx.dsq_vtime, v))
+		if (v != p->scx.dsq_vtime)
 			scx_bpf_task_set_dsq_vtime(p, v);
 	}
 	if (goro_resolve(p, tctx, &r, true, now))

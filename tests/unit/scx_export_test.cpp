@@ -96,11 +96,12 @@ int run_scenario(const std::string& name) {
         while (!spinning.load()) std::this_thread::sleep_for(1ms);
         tx::hook_arm("sysmon.injecting");
         if (write(fds[1], "x", 1) != 1) std::abort();
-        if (tx::hook_wait_reached("sysmon.injecting", 10000)) {
-          std::printf("sysmon paused injecting\n");
-        } else {
+        if (!tx::hook_wait_reached("sysmon.injecting", 10000)) {
           std::printf("sysmon never reached its injection\n");
+          std::fflush(stdout);
+          _exit(1);
         }
+        std::printf("sysmon paused injecting\n");
         std::fflush(stdout);
         while (!g_stop.load()) std::this_thread::sleep_for(1ms);
         tx::hook_disarm_all();
@@ -317,10 +318,7 @@ class Child {
   // Close stdin (ends "spin"), read to EOF and reap. Returns the exit status
   // (-1: killed by a signal or timed out).
   int finish(std::chrono::milliseconds timeout = 20000ms) {
-    if (in_ >= 0) {
-      close(in_);
-      in_ = -1;
-    }
+    close_stdin();
     auto deadline = Clock::now() + timeout;
     while (read_some(deadline)) {
     }
@@ -621,7 +619,12 @@ TEST(ScxPublish, SysmonInjectingNetpollGsIsFlagged) {
 
   c.close_stdin();  // sysmon goes on: U runs
   ASSERT_TRUE(c.wait_for("U ran", 10000ms)) << c.output();
-  w = sysmon_word(loader.x(), &found);
+  // sysmon clears the flag just after injectglist, which may let U run
+  // first: allow it a moment (the child lingers 300 ms).
+  for (auto d = Clock::now() + 250ms; Clock::now() < d; std::this_thread::sleep_for(1ms)) {
+    w = sysmon_word(loader.x(), &found);
+    if (found == 1 && !(w & GORO_MF_INJECTING)) break;
+  }
   ASSERT_EQ(found, 1);
   EXPECT_FALSE(w & GORO_MF_INJECTING) << "the flag outlived the injection, word " << std::hex << w;
   EXPECT_EQ(c.finish(), 0) << c.output();
