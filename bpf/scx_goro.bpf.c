@@ -945,6 +945,12 @@ static u64 vclock_candidate(u64 v)
 	return v;
 }
 
+/* Is @w an M woken to start work that policy e places (goro_enqueue)? */
+static bool e_places(u64 w)
+{
+	return w && m_word_woken(w) && (policies & GORO_POLICY_WAKE) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF;
+}
+
 static u64 slice_for(u64 w)
 {
 	return (w && GORO_MW_STATE(w) == GORO_M_SPINNING) ? spin_slice_ns : slice_ns;
@@ -1052,8 +1058,7 @@ s32 GORO_STRUCT_OPS(goro_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 	 * in goro_enqueue (another goro process's netpoller M woken through
 	 * epoll gets the sync flag too).
 	 */
-	if (tctx && (wake_flags & SCX_WAKE_SYNC) && (policies & GORO_POLICY_SYNC) &&
-	    !(w && m_word_woken(w) && (policies & GORO_POLICY_WAKE) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF)) {
+	if (tctx && (wake_flags & SCX_WAKE_SYNC) && (policies & GORO_POLICY_SYNC) && !e_places(w)) {
 		s32 here = sync_wake_cpu(p, tctx, now);
 
 		if (here >= 0) {
@@ -1131,7 +1136,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
 	    !p->migration_disabled) {
-		bool woken = w && m_word_woken(w) && (policies & GORO_POLICY_WAKE);
+		bool woken = e_places(w);
 		s32 cpu = -1;
 
 		if (woken)

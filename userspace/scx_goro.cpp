@@ -135,7 +135,8 @@ bool parse_u64(const char* s, uint64_t max, uint64_t* out) {
   return true;
 }
 
-// --policies: a subset of the letters a-f (scx_goro.bpf.c's policies), or "none".
+// --policies: a subset of the letters a, b, ... naming the bits of
+// GORO_POLICY_ALL (scx_goro.bpf.c's policies), or "none".
 bool parse_policies(const char* s, uint32_t* out) {
   if (s == nullptr || *s == '\0') return false;
   if (std::strcmp(s, "none") == 0) {
@@ -144,7 +145,7 @@ bool parse_policies(const char* s, uint32_t* out) {
   }
   uint32_t m = 0;
   for (const char* c = s; *c; c++) {
-    if (*c < 'a' || *c > 'f') return false;
+    if (*c < 'a' || *c > 'z' || !((GORO_POLICY_ALL >> (*c - 'a')) & 1u)) return false;
     m |= 1u << (*c - 'a');
   }
   *out = m;
