@@ -38,6 +38,7 @@
 #include "export_test.h"
 #include "goro/goro.h"
 #include "scx_goro.h"
+#include "sysmon_polls.h"
 
 namespace {
 
@@ -62,6 +63,12 @@ void stop_on_stdin_eof() {
   }).detach();
 }
 
+[[noreturn]] void scenario_fail(const char* what) {
+  std::printf("scenario failed: %s\n", what);
+  std::fflush(stdout);
+  _exit(1);
+}
+
 int run_scenario(const std::string& name) {
   return goro::run([&]() -> int {
     if (name == "report") {
@@ -82,50 +89,26 @@ int run_scenario(const std::string& name) {
       std::fflush(stdout);
       while (!g_stop.load()) goro::sleep_for(3ms);
     } else if (name == "inject") {
-      // GORO_MAXPROCS=1. U waits on a pipe in the netpoller while R holds
-      // the only P, so no M polls and sysmon does (nobody has for 10 ms).
-      // With "sysmon.injecting" armed the pipe is written: sysmon's poll
-      // returns U and it pauses inside its injection bracket until stdin
-      // closes; then U runs and main ends.
+      // GORO_MAXPROCS=1, sysmon polling (sysmon_polls.h). With
+      // "sysmon.injecting" armed the pipe is written: sysmon's poll returns
+      // U and it pauses inside its injection bracket until stdin closes;
+      // then U runs and main ends.
       stop_on_stdin_eof();
-      int fds[2];
-      if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return 1;
-      std::atomic<bool> spinning{false}, stop{false};
-      goro::Chan<int> done;
-      std::thread driver([&] {
-        while (!spinning.load()) std::this_thread::sleep_for(1ms);
-        tx::hook_arm("sysmon.injecting");
-        if (write(fds[1], "x", 1) != 1) std::abort();
-        if (!tx::hook_wait_reached("sysmon.injecting", 10000)) {
-          std::printf("sysmon never reached its injection\n");
-          std::fflush(stdout);
-          _exit(1);
-        }
-        std::printf("sysmon paused injecting\n");
-        std::fflush(stdout);
-        while (!g_stop.load()) std::this_thread::sleep_for(1ms);
-        tx::hook_disarm_all();
-        stop = true;
-      });
-      goro::go([&] {  // R: yields until U is parked (no async preemption under TSan)
-        while (tx::netpoll_waiters() < 1) goro::gosched();
-        spinning = true;
-        while (!stop.load()) {
-        }
-      });
-      goro::go([&] {  // U
-        tx::wait_readable(fds[0]);
-        char b;
-        if (read(fds[0], &b, 1) != 1) std::abort();
-        done.send(1);
-      });
-      done.recv();
-      driver.join();
+      goro_test::sysmon_polls_round(
+          [](int wfd, std::atomic<bool>& stop) {
+            tx::hook_arm("sysmon.injecting");
+            if (write(wfd, "x", 1) != 1) scenario_fail("write");
+            if (!tx::hook_wait_reached("sysmon.injecting", 10000)) scenario_fail("sysmon never reached its injection");
+            std::printf("sysmon paused injecting\n");
+            std::fflush(stdout);
+            while (!g_stop.load()) std::this_thread::sleep_for(1ms);
+            tx::hook_disarm_all();
+            stop = true;
+          },
+          scenario_fail);
       std::printf("U ran\n");
       std::fflush(stdout);
       goro::sleep_for(300ms);  // the parent looks at sysmon's word once more
-      close(fds[0]);
-      close(fds[1]);
     } else if (name == "deadlock") {
       std::printf("attached=%d\n", tx::scx_attached() ? 1 : 0);
       std::fflush(stdout);

@@ -81,6 +81,7 @@
 
 #include "export_test.h"
 #include "goro/goro.h"
+#include "sysmon_polls.h"
 
 namespace {
 
@@ -190,55 +191,34 @@ void forced_round(int idle_ms, bool bracketed, bool pause) {
 // One forced round of the NetpollWaiters race (see the top of the file).
 void netpoll_waiters_round() {
   if (goro::maxprocs() != 1) child_fail("run with GORO_MAXPROCS=1");
-  int fds[2];
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) child_fail("pipe2");
-  std::atomic<bool> spinning{false}, stop{false};
-  goro::Chan<int> done;
   std::string outcome;
-  std::thread driver([&] {
-    auto deadline = Clock::now() + 10s;
-    while (!spinning.load()) {
-      if (Clock::now() > deadline) child_fail("U never parked in the netpoller while R ran");
-      std::this_thread::sleep_for(1ms);
-    }
-    tx::hook_arm("sysmon.netpolled", kernel_mode());
-    tx::hook_arm("findrunnable.beforenetpoll", kernel_mode());
-    tx::hook_arm("stopm.beforelock", kernel_mode());
-    if (write(fds[1], "x", 1) != 1) child_fail("write");
-    if (!tx::hook_wait_reached("sysmon.netpolled", 10000)) child_fail("sysmon's poll never returned U");
-    stop = true;  // R ends; its M looks for work while sysmon holds U
-    deadline = Clock::now() + 10s;
-    for (;;) {
-      if (tx::hook_reached("findrunnable.beforenetpoll")) {
-        outcome = "blocked in netpoll";
-        break;
-      }
-      if (tx::hook_reached("stopm.beforelock")) {
-        // Pre-fix: let the M stop while sysmon still holds U.
-        outcome = "stopped";
-        tx::hook_release("stopm.beforelock");
-        std::this_thread::sleep_for(2s);
-        break;
-      }
-      if (Clock::now() > deadline) child_fail("the worker M neither polled nor stopped");
-      std::this_thread::sleep_for(100us);
-    }
-    tx::hook_disarm_all();  // sysmon injects U, the M goes on
-  });
-  // R holds the only P until told to stop, once U is parked: until then it
-  // yields, since nothing else may take the P from it (no asynchronous
-  // preemption under TSan).
-  goro::go([&] {
-    while (tx::netpoll_waiters() < 1) goro::gosched();
-    spinning = true;
-    while (!stop.load()) {
-    }
-  });
-  go_pipe_reader(fds[0], done);  // U
-  if (!done.recv()) child_fail("done closed");
-  driver.join();
-  close(fds[0]);
-  close(fds[1]);
+  goro_test::sysmon_polls_round(
+      [&](int wfd, std::atomic<bool>& stop) {
+        tx::hook_arm("sysmon.netpolled", kernel_mode());
+        tx::hook_arm("findrunnable.beforenetpoll", kernel_mode());
+        tx::hook_arm("stopm.beforelock", kernel_mode());
+        if (write(wfd, "x", 1) != 1) child_fail("write");
+        if (!tx::hook_wait_reached("sysmon.netpolled", 10000)) child_fail("sysmon's poll never returned U");
+        stop = true;  // R ends; its M looks for work while sysmon holds U
+        auto deadline = Clock::now() + 10s;
+        for (;;) {
+          if (tx::hook_reached("findrunnable.beforenetpoll")) {
+            outcome = "blocked in netpoll";
+            break;
+          }
+          if (tx::hook_reached("stopm.beforelock")) {
+            // Pre-fix: let the M stop while sysmon still holds U.
+            outcome = "stopped";
+            tx::hook_release("stopm.beforelock");
+            std::this_thread::sleep_for(2s);
+            break;
+          }
+          if (Clock::now() > deadline) child_fail("the worker M neither polled nor stopped");
+          std::this_thread::sleep_for(100us);
+        }
+        tx::hook_disarm_all();  // sysmon injects U, the M goes on
+      },
+      child_fail);
   // Surviving is the test; this says which way the M went (fixed: polled).
   std::printf("worker M %s\n", outcome.c_str());
 }
