@@ -198,6 +198,23 @@ TEST(Panic, CloseOfClosedChannel) {
   expect_crash("CloseClosedChannel", "panic: close of closed channel\n");
 }
 
+// A moved-from Chan is Go's nil channel.
+TEST(Panic, CloseOfNilChannel) {
+  expect_crash("CloseNilChannel", "panic: close of nil channel\n");
+}
+
+TEST(Deadlock, RecvOnNilChannelBlocksForever) {
+  expect_crash("NilChanRecvDeadlock", kDeadlock);
+}
+
+TEST(Deadlock, SendOnNilChannelBlocksForever) {
+  expect_crash("NilChanSendDeadlock", kDeadlock);
+}
+
+TEST(Deadlock, SelectOverOnlyNilChannelsBlocksForever) {
+  expect_crash("SelectOnlyNilChans", kDeadlock);
+}
+
 TEST(Panic, SendOnClosedChannel) {
   expect_crash("SendOnClosedChannel", "panic: send on closed channel\n");
 }
