@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * goro_common.bpf.h - the small piece of sched_ext scaffolding scx_goro needs.
  *

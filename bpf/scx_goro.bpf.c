@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * scx_goro - a sched_ext scheduler that knows about goro's Ms and Ps.
  *

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 //
 // AttachServer: see attach_server.h, and "The runtime export" in
 // bpf/scx_goro.h for the protocol this implements.

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 //
 // AttachServer: the loader's half of the runtime export (bpf/scx_goro.h,
 // "The runtime export"). It owns the GORO_MAX_PROCS per-process blocks

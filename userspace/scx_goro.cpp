@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 //
 // scx_goro - loader for the scx_goro sched_ext scheduler (bpf/scx_goro.bpf.c).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Channel internals shared by chan.cpp and (later) select.cpp.
 #pragma once
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Test-only window into the runtime's internals, like Go's export_test.go.
 // Available only in goro_testing (GORO_TEST_HOOKS). Tests include it as
 // "export_test.h" (runtime/src is on goro_testing's private include path,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Lock and Note on Linux futexes.
 //
 // The runtime's own locks must not park goroutines (they are taken on g0 and

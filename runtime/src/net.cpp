@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // goro::net: descriptors whose blocking operations park the goroutine.
 // See goro/net.h for the API; this file is Go's internal/poll (fd_unix.go,
 // fd_poll_runtime.go, fd_mutex.go) and the socket half of package net,

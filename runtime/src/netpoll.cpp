@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // epoll-based network poller. See netpoll.h.
 #include "netpoll.h"
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // The goroutine scheduler.
 //
 // This file follows Go 1.21's runtime/proc.go function by function; a reader

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Internal definitions of the goro runtime: Gs, Ms, Ps, the scheduler's
 // global state, and the low-level primitives they are built from.
 //

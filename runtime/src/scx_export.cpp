@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime's side of the sched_ext export: attaching to scx_goro, the M
 // records, the stores behind every publication site, and the reading of the
 // kernel view when checkdead is about to give a verdict. The essay is at the

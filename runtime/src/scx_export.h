@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime export: what this process tells scx_goro about its Ms and Ps,
 // and what scx_goro tells it back. The contract (layout, attach handshake,
 // M word packing, the "P ownership in flight" protocol, the kernel view) is

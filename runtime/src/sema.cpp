@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Semaphores that park goroutines, and the sync primitives built on them:
 // WaitGroup and Mutex, after Go's sema.go, sync/waitgroup.go and
 // sync/mutex.go.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Goroutine stacks.
 //
 // A G's stack is an anonymous mapping, committed lazily by the kernel page

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Runtime timers, after Go 1.21's time.go (simplified).
 //
 // Every P has a heap of timers. A timer is added to the heap of the P that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Uses the public API the way an outside program would; exits 0 when the
 // runtime computed the right answer.
 #include <goro/goro.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Channels: Go's TestChan (chan_test.go) transcribed, one property per test,
 // each checked for every capacity 0..199 as Go does; then what Go cannot
 // have: channels of move-only and non-trivially destructible element types,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Behaviour that ends the process, checked from outside as Go's
 // crash_test.go does: run a goro_testprog scenario in a child process (with
 // a timeout, killed if it hangs), capture stdout and stderr together, and

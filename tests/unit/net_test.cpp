@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // goro::net: sockets and pipes whose blocking operations park the
 // goroutine in the netpoller. Echo round trips over every network, many
 // connections at once, deadlines, close racing a blocked operation, big

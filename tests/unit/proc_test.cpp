@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Scheduler behaviour through the public API: Go's proc_test.go transcribed
 // (TestGoroutineParallelism{,2}, TestPingPongHog, TestYieldProgress,
 // TestNumGoroutine, TestStopTheWorldDeadlock), plus goro::run's contract.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime export (issue 5) and the runtime side of the in-kernel
 // checkdead (issue 6), on the host, without a kernel.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // select: Go's select tests from chan_test.go (TestSelectFairness,
 // TestNonblockSelectRace, TestSelfSelect, TestSelectStress,
 // TestSelectDuplicateChannel, TestPseudoRandomSend) transcribed to

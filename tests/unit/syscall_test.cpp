@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // System calls: goro::syscall / BlockingRegion, Go's entersyscall and
 // exitsyscall. Go's TestPreemptionAfterSyscall (proc_test.go) transcribed,
 // plus the hand-off contract goro.h states:

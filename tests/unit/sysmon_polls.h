@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A program state in which sysmon polls the network, for tests that force
 // a race around sysmon's netpoll injection (test_59600.cpp's
 // NetpollWaiters, scx_export_test.cpp's INJECTING flag). Test builds only:

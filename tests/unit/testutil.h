@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Helpers shared by the unit tests: waiting without blocking the P, and
 // checking that a test left no goroutine behind.
 #pragma once

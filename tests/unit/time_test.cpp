@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Timers: sleep_for, after and Timer, after Go's time/sleep_test.go
 // (TestSleep, TestAfter, TestAfterStop, TestReset, TestTimerStopStress'
 // expectations) and proc_test.go's TestTimerFairness{,2}: a timer fires

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by the scx_goro vm test scripts (sourced, not run).
 # The caller sets NAME before sourcing; LOADER is the path of scx_goro and
 # WRITER, for the tests that use it, of goro_export_writer. A vm test never

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro_echo_server: a TCP or unix-socket echo server, one goroutine per
 // connection, every blocking read and write parked in goro's netpoller.
 //

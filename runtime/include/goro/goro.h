@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro: Go's G/M/P scheduler as a C++ runtime.
 //
 // This header is the whole public API. A program calls goro::run(main) once

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // goro_testprog: our counterpart of Go's runtime/testdata/testprog. Each
 // scenario is a small program whose observable end (exit status, first line
 // of output) is the thing under test: deadlock detection, panics and fatal
