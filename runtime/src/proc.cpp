@@ -31,10 +31,10 @@
 // two sides always sees the other, so readied work is never stranded with
 // every M asleep.
 //
-// Locks: see runtime.h. sched.lock is held for idle lists, the global queue
-// and the counters checkdead reads; it is never held while a G runs user
-// code, and no other runtime lock is taken while holding it except the
-// print lock.
+// Locks: every runtime lock, what it guards and the order they nest in is
+// the table in lockrank.h (checked in checked builds). sched.lock is held
+// for idle lists, the global queue and the counters checkdead reads; it is
+// never held while a G runs user code.
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -78,17 +78,17 @@ constexpr std::int64_t kForcePreemptNS = 10 * 1000 * 1000;  // 10 ms
 constexpr std::int32_t kGoidCacheBatch = 16;
 
 // allgs: every G ever created that is not abandoned. Guarded by allglock.
-Lock allglock;
+Lock allglock{LockRank::allg};
 G* allgs = nullptr;
 std::atomic<std::int32_t> ngoroutines{0};  // live user Gs
 
-// allm: every M. Guarded by allmlock (never held with sched.lock... except
-// in schedtrace, which takes sched.lock first).
-Lock allmlock;
+// allm: every M. Guarded by allmlock (taken under sched.lock only by
+// schedtrace; lockrank.h).
+Lock allmlock{LockRank::allm};
 M* allm = nullptr;
 
 // The global free-G list.
-Lock gfreelock;
+Lock gfreelock{LockRank::gfree};
 G* gfree_global = nullptr;
 
 // Ps with nothing in them, as a bit mask for stealWork's fast skip.
@@ -138,7 +138,7 @@ static inline void setrunqsize(std::int32_t n) GORO_NO_TSA { __atomic_store_n(&s
 // ---------------------------------------------------------------------------
 // Printing and fatal errors
 // ---------------------------------------------------------------------------
-static Lock printlock;
+static Lock printlock{LockRank::print};
 void lock_print() GORO_NO_TSA { printlock.lock(); }
 void unlock_print() GORO_NO_TSA { printlock.unlock(); }
 

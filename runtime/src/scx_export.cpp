@@ -35,7 +35,7 @@ std::atomic<std::uint64_t> vetoes{0};
 
 // M records in use. Guarded by recordlock, a leaf lock taken only when an
 // M is created (newm), starts or ends, and when sysmon re-attaches.
-Lock recordlock;
+Lock recordlock{LockRank::scxrecord};
 bool record_used[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
 std::uint32_t record_nm GORO_GUARDED_BY(recordlock) = 0;
 // What a re-attach copies (the loader zeroes a block when its instance

@@ -25,7 +25,7 @@ struct SemaWaiter {
 };
 
 struct SemaRoot {
-  Lock lock;
+  Lock lock{LockRank::semaroot};
   SemaWaiter* head = nullptr;
   SemaWaiter* tail = nullptr;
   std::atomic<std::uint32_t> nwait{0};  // waiters, read without the lock

@@ -151,7 +151,7 @@ namespace {
 
 constexpr int kNotifyLockTabSize = 61;
 struct alignas(64) NotifyLockPadded {
-  Lock lock;
+  Lock lock{LockRank::notifylist};
 };
 NotifyLockPadded notifylocks[kNotifyLockTabSize];
 

@@ -161,8 +161,7 @@ std::int64_t checkTimers(P* pp, std::int64_t now, bool* ran) {
 
 void moveTimers(P* dst, P* src) {
   if (dst == src) return;
-  src->timersLock.lock();
-  dst->timersLock.lock();
+  lock_pair(src->timersLock, dst->timersLock);
   while (src->ntimers > 0) {
     RuntimeTimer* t = src->timers[0];
     heap_remove(src, t);
@@ -171,8 +170,7 @@ void moveTimers(P* dst, P* src) {
   }
   update_timer0(src);
   update_timer0(dst);
-  dst->timersLock.unlock();
-  src->timersLock.unlock();
+  unlock_pair(src->timersLock, dst->timersLock);
 }
 
 void cleartimers() {
