@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime's lock order, written once.
 //
 // Every runtime Lock (a thread-level futex mutex, runtime.h) is constructed

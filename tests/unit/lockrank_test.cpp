@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime's lock order (runtime/src/lockrank.h) is enforced in checked
 // builds: every pair taken in table order is allowed, any other nesting is
 // the runtime's fatal error, naming both locks. (The whole unit suite runs
