@@ -213,14 +213,14 @@ TEST(Syscall, OthersRunOnTheOnlyPDuringALongSyscall) {
 // region's span. Two spans of different goroutines that overlap in time
 // mean two ran at once -- unless one of them was switched out meanwhile:
 // sysmon may preempt a goroutine whose time slice passes 10 ms (as Go's
-// would), and the other then runs while the first is not running. A
-// preempted region lasts at least until its slice ran out, so a span longer
-// than kConclusive proves nothing either way and is left out.
+// would), and another then runs its own 2 ms region while the first is not
+// running: a region switched out lasts at least 4 ms. A span of
+// kConclusive or more proves nothing either way and is left out.
 TEST(Syscall, ReturningGoroutinesGetAPBackOneAtATime) {
   goro::run([] {
     ScopedMaxprocs procs(1);
     constexpr int kGoroutines = 3;
-    constexpr auto kConclusive = 5ms;
+    constexpr auto kConclusive = 3500us;
     struct Span {
       Clock::time_point t0, t1;
       int g;
@@ -256,16 +256,22 @@ TEST(Syscall, ReturningGoroutinesGetAPBackOneAtATime) {
     wg.wait();
     EXPECT_EQ(completed.load(), kGoroutines * 3);
     int conclusive = 0, overlaps = 0;
+    std::string pairs;
     for (std::size_t a = 0; a < spans.size(); a++) {
       if (spans[a].t1 - spans[a].t0 >= kConclusive) continue;
       conclusive++;
       for (std::size_t b = a + 1; b < spans.size(); b++) {
         if (spans[b].g == spans[a].g || spans[b].t1 - spans[b].t0 >= kConclusive) continue;
-        if (spans[a].t0 < spans[b].t1 && spans[b].t0 < spans[a].t1) overlaps++;
+        if (spans[a].t0 < spans[b].t1 && spans[b].t0 < spans[a].t1) {
+          overlaps++;
+          pairs += " [G" + std::to_string(spans[a].g) + " " + std::to_string(ms(spans[a].t1 - spans[a].t0)) + "ms, G" +
+                   std::to_string(spans[b].g) + " " + std::to_string(ms(spans[b].t1 - spans[b].t0)) + "ms, starts " +
+                   std::to_string(ms(spans[b].t0 - spans[a].t0)) + "ms apart]";
+        }
       }
     }
     EXPECT_EQ(overlaps, 0) << "with GORO_MAXPROCS=1, goroutines ran goro code at once after system calls ("
-                           << overlaps << " overlapping pairs of 2 ms regions)";
+                           << overlaps << " overlapping pairs of 2 ms regions:" << pairs << ")";
     EXPECT_GT(conclusive, 0) << "every region took over " << ms(kConclusive) << "ms: nothing was shown";
     auto counters = goro::testexport::sched_counters();
     EXPECT_EQ(counters.gomaxprocs, 1) << "the P count changed";
