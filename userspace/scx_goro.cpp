@@ -47,12 +47,13 @@
 #include <vector>
 
 #include "attach_server.h"
+#include "goro/version.h"  // the version, from CMake project(VERSION)
 #include "scx_goro.h"
 #include "scx_goro.skel.h"
 
 namespace {
 
-constexpr const char* kVersion = "0.2";
+constexpr const char* kVersion = GORO_VERSION_STRING;
 constexpr const char* kSchedExtDir = "/sys/kernel/sched_ext";
 constexpr const char* kBpfFs = "/sys/fs/bpf";
 constexpr uint64_t kDefaultSliceUs = 7000;

@@ -270,6 +270,13 @@ static inline void check_stack(G* gp) {
   }
 }
 
+#if defined(GORO_ASAN)
+// The G side of a finished ASan switch: preemptible again (see gogo).
+static inline void asan_switch_done(G* gp) {
+  gp->nopreempt.store(gp->nopreempt.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+#endif
+
 static void mcall(void (*fn)(G*), bool exiting) {
   M* mp = getm();
   G* gp = mp->curg;
@@ -289,6 +296,7 @@ static void mcall(void (*fn)(G*), bool exiting) {
   // Resumed, possibly on another M.
 #if defined(GORO_ASAN)
   __sanitizer_finish_switch_fiber(gp->asan_fake_stack, nullptr, nullptr);
+  asan_switch_done(gp);
 #endif
 }
 
@@ -298,6 +306,12 @@ static void gogo(M* mp, G* gp) {
   __tsan_switch_to_fiber(gp->tsan_fiber, 0);
 #endif
 #if defined(GORO_ASAN)
+  // ASan's switch is a pair: start here, finish on gp's side (gostart, or
+  // mcall's return). Until the finish, gp must not be preempted by signal:
+  // the preemption's own mcall would start a second switch inside this one
+  // ("starting fiber switch while in fiber switch"). The sigurg handler
+  // sees gp as running from the moment t_g is set.
+  gp->nopreempt.store(gp->nopreempt.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   __sanitizer_start_switch_fiber(&mp->g0_asan_fake_stack, reinterpret_cast<void*>(gp->stack.lo),
                                  gp->stack.hi - gp->stack.lo);
 #endif
@@ -1534,6 +1548,7 @@ static void gostart(void* arg) {
   G* gp = static_cast<G*>(arg);
 #if defined(GORO_ASAN)
   __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+  asan_switch_done(gp);
 #endif
   gp->fn(gp->closure);
   gp->destroy(gp->closure);

@@ -503,9 +503,19 @@ void expect_block_describes_spinner(const goro_proc_export* x, Child& c, std::ui
   }
   EXPECT_EQ(nsysmon, 1);
 
-  // The counters: a consistent snapshot, fresh, and right.
+  // The counters: a consistent snapshot, fresh, and right. Right about a
+  // moment after the spinner was seen running: sysmon's publication before
+  // that (up to a loop, 10 ms or more on a loaded host) may predate the
+  // spinner's goroutine and M.
   goro_sched_counters sc{};
-  ASSERT_TRUE(read_counters(x, &sc)) << "seqcount never even";
+  const std::uint64_t seen_ns = now_ns();
+  bool fresh = false;
+  for (auto d = Clock::now() + 5s; !fresh && Clock::now() < d;) {
+    ASSERT_TRUE(read_counters(x, &sc)) << "seqcount never even";
+    fresh = sc.published_ns >= seen_ns;
+    if (!fresh) std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_TRUE(fresh) << "sysmon published no counters within 5 s of the spinner running";
   EXPECT_EQ(sc.seq % 2, 0u);
   EXPECT_GT(sc.seq, 0u) << "counters were published";
   EXPECT_EQ(sc.gomaxprocs, 2u);

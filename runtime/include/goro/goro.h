@@ -14,6 +14,8 @@
 // Misuse panics with Go's message and exits with status 2, as Go does.
 #pragma once
 
+#include "goro/version.h"  // GORO_VERSION_MAJOR, _MINOR, _PATCH, _STRING
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
