@@ -264,6 +264,19 @@ const volatile __u64 lock_ext_ns = 100ULL * 1000;
 const volatile __u64 wake_preempt_lag_ns = 1ULL * 1000 * 1000;
 
 /*
+ * ... and only if that task has been on its CPU for at least this long in
+ * its current stint: a CPU hog, not a thread that runs for microseconds
+ * between sleeps. Without it the woken M's victim was often the load
+ * generator's thread that had just sent the request (its vtime can be
+ * ahead: it is busy): preempted before it blocked in its read, it went
+ * back to the shared queue and waited behind the hogs for the answer it
+ * was about to receive -- the contended service's p50 was 4-5 ms with
+ * policy e and 1.5-1.7 ms without it (leave-one-out, 2 rounds).
+ * Loader: --wake-victim-us (0: any stint).
+ */
+const volatile __u64 wake_victim_min_run_ns = 1ULL * 1000 * 1000;
+
+/*
  * Placement of a waking task ("Lag, not sleep time" above): the most a
  * task can be owed when it goes to sleep, i.e. how far below the virtual
  * clock it may wake. More favours tasks that sleep often (latency), less
@@ -894,7 +907,8 @@ static struct cpu_ctx *cpu_ctx_of(s32 cpu)
 
 /*
  * The CPU running the task with the largest estimated current vtime, if
- * that is more than wake_preempt_lag_ns ahead of @vtime; -1 otherwise.
+ * that is more than wake_preempt_lag_ns ahead of @vtime and has run for at
+ * least wake_victim_min_run_ns since it got the CPU; -1 otherwise.
  * Tasks of @p's own process are never the victim: the woken M would only
  * take the CPU of an M of its own process, which the runtime decided to
  * keep running.
@@ -915,6 +929,8 @@ static s32 find_victim(struct task_struct *p, u64 vtime, u64 now)
 		if (!cc)
 			break;
 		if (!cc->tgid || cc->tgid == tgid)
+			continue;
+		if (now - cc->started_at < wake_victim_min_run_ns)
 			continue;
 		if (!bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
 			continue;

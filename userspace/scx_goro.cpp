@@ -75,7 +75,8 @@ void usage(FILE* out, const char* argv0) {
                "A weighted-vtime sched_ext scheduler that knows goro's Ms and Ps.\n"
                "\n"
                "Usage: %s [-s SLICE_US] [-p] [--stats SECS] [--stats-json] [--stall-ms N]\n"
-               "       [--events-file PATH] [--lag-us N] [--wake-preempt MODE] [--wake-preempt-us N] [-v]\n"
+               "       [--events-file PATH] [--lag-us N] [--wake-preempt MODE] [--wake-preempt-us N]\n"
+               "       [--wake-victim-us N] [-v]\n"
                "       %s --monitor SECS [--stats-json]\n"
                "\n"
                "  -s, --slice-us N      time slice in microseconds (default %" PRIu64 ")\n"
@@ -94,6 +95,8 @@ void usage(FILE* out, const char* argv0) {
                "                        none (default goro)\n"
                "      --wake-preempt-us N  how much CPU a waking task must be owed, relative to a\n"
                "                        running task, to preempt it (default %" PRIu64 ")\n"
+               "      --wake-victim-us N  ... and how long that task must have been on its CPU\n"
+               "                        (0: any time; default 1000)\n"
                "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
                "      --policies LIST   the runtime-aware policies to use, letters from 'abcdef' (a keep\n"
                "                        a P's M running, b spin queue, c P->CPU affinity, d sched.lock\n"
@@ -546,6 +549,7 @@ struct Options {
   uint64_t fail_after_enqueues = 0;  // 0: no fault injection
   uint64_t lag_us = kDefaultLagUs;
   uint64_t wake_preempt_us = kDefaultWakePreemptUs;
+  uint64_t wake_victim_us = 1000;
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
   uint64_t spin_slice_us = kDefaultSpinSliceUs;
@@ -566,6 +570,7 @@ Outcome run_once(const Options& o) {
   skel->rodata->fail_after_enqueues = o.fail_after_enqueues;
   skel->rodata->max_lag_ns = o.lag_us * 1000;
   skel->rodata->wake_preempt_lag_ns = o.wake_preempt_us * 1000;
+  skel->rodata->wake_victim_min_run_ns = o.wake_victim_us * 1000;
   skel->rodata->wake_preempt_mode = o.wake_preempt;
   skel->rodata->policies = o.policies;
   skel->rodata->spin_slice_ns = o.spin_slice_us * 1000;
@@ -702,6 +707,7 @@ int main(int argc, char** argv) {
     kOptLagUs,
     kOptWakePreempt,
     kOptWakePreemptUs,
+    kOptWakeVictimUs,
     kOptPolicies,
     kOptSpinSliceUs,
   };
@@ -717,6 +723,7 @@ int main(int argc, char** argv) {
       {"lag-us", required_argument, nullptr, kOptLagUs},
       {"wake-preempt", required_argument, nullptr, kOptWakePreempt},
       {"wake-preempt-us", required_argument, nullptr, kOptWakePreemptUs},
+      {"wake-victim-us", required_argument, nullptr, kOptWakeVictimUs},
       {"policies", required_argument, nullptr, kOptPolicies},
       {"spin-slice-us", required_argument, nullptr, kOptSpinSliceUs},
       {"verbose", no_argument, nullptr, 'v'},
@@ -773,6 +780,12 @@ int main(int argc, char** argv) {
         } else {
           return bad("--wake-preempt", optarg, "all, goro or off");
         }
+        break;
+      case kOptWakeVictimUs:
+        if (std::strcmp(optarg, "0") == 0)
+          o.wake_victim_us = 0;
+        else if (!parse_u64(optarg, 1000000, &o.wake_victim_us))
+          return bad("--wake-victim-us", optarg, "0..1000000");
         break;
       case kOptWakePreemptUs:
         if (!parse_u64(optarg, 1000000, &o.wake_preempt_us)) return bad("--wake-preempt-us", optarg, "1..1000000");
