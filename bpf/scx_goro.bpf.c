@@ -233,30 +233,6 @@ char _license[] SEC("license") = "GPL";
 const volatile __u64 slice_ns = 7ULL * 1000 * 1000; /* __u64: the skeleton shows it to C++ */
 
 /*
- * Slice of a spinning M. A spinner looks for work for a few microseconds
- * and then parks (Go: about 4 rounds of stealing); a short slice gives the
- * CPU back quickly if it keeps spinning. Shorter means more dispatches.
- * Note that ticks end slices: below 1/HZ this mostly matters through
- * ops.dispatch seeing it as expired at the next tick.
- */
-const volatile __u64 spin_slice_ns = 200ULL * 1000;
-
-/*
- * Starvation bound of GORO_SPIN_DSQ: its head is consumed before the
- * shared queue once it has waited this long. Must stay far below
- * timeout_ms (5 s): a queue of N spinners behind always-busy CPUs drains
- * one per CPU per bound.
- */
-const volatile __u64 spin_max_wait_ns = 20ULL * 1000 * 1000;
-
-/*
- * The one extension the sched.lock holder gets when its slice expires,
- * per stint on a CPU. Long enough for any sched.lock section (they are
- * microseconds), short enough that a liar gains nothing measurable.
- */
-const volatile __u64 lock_ext_ns = 100ULL * 1000;
-
-/*
  * A woken M preempts a running task only if that task's vtime is at
  * least this much ahead of the M's: less thrashes CPUs between tasks of
  * nearly equal vtime, more makes Ms wait for slices to end.
@@ -361,14 +337,6 @@ volatile __u64 attach_seq; /* __u64: the skeleton shows it to C++ */
 /* Filled in by goro_exit(); see "Exit info" in scx_goro.h. */
 struct goro_exit_info goro_uei;
 
-/*
- * Length of a jiffy in ns, measured by the checkdead timer (see "Where it
- * falls short"). Until measured, the longest plausible (HZ=100), which
- * errs on the side of consuming the spin queue early.
- */
-static u64 ns_per_jiffy = NSEC_PER_SEC / 100;
-static u64 jiffies_at_init, ktime_at_init;
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(key_size, sizeof(u32));
@@ -434,7 +402,6 @@ struct slot_priv {
 	u64 stall_since_ns;	/* 0: the stall condition does not hold */
 	u64 stall_reported;	/* the current episode has been reported */
 	u64 stall_events;
-	u32 p_cpu[GORO_MAX_P];	/* CPU + 1 each P last ran on; 0: unknown */
 	u64 km[GORO_MAX_M];	/* what we mirror into kv.km */
 };
 
@@ -463,7 +430,6 @@ struct task_ctx {
 	u64 exec_run;		/* run time since it last woke up (ns, unweighted) */
 	u64 key_off;		/* queue key - vtime while queued; see "Queue order" */
 	u8 counted;
-	u8 lock_ext_used;	/* the stint's lock-holder extension is spent */
 };
 
 struct {
@@ -580,8 +546,6 @@ static void slot_priv_clear_tables(struct slot_priv *sp)
 		if (i < 0 || i >= GORO_MAX_M)
 			break;
 		sp->km[i] = 0;
-		if (i < GORO_MAX_P)
-			sp->p_cpu[i] = 0;
 	}
 }
 
@@ -633,22 +597,6 @@ static u64 m_word_valid(u64 w)
 	if (GORO_MW_P(w) >= GORO_MAX_P)
 		return 0;
 	return w;
-}
-
-/*
- * The P an M holds or has been handed, -1 if none: RUNNING with a P,
- * STARTING with a P (handed by startm), or carrying one for another M.
- */
-static s32 m_word_p(u64 w)
-{
-	u32 st = GORO_MW_STATE(w);
-	s32 pidx = GORO_MW_P(w);
-
-	if (pidx < 0 || pidx >= GORO_MAX_P)
-		return -1;
-	if (st == GORO_M_RUNNING || st == GORO_M_STARTING || (w & GORO_MF_CARRYING))
-		return pidx;
-	return -1;
 }
 
 /* Woken by the runtime to get work started: startm, wakep, netpoll. */
@@ -967,19 +915,6 @@ static bool e_places(u64 w)
 	return w && m_word_woken(w) && (policies & GORO_POLICY_WAKE) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF;
 }
 
-static u64 slice_for(u64 w)
-{
-	return (w && GORO_MW_STATE(w) == GORO_M_SPINNING) ? spin_slice_ns : slice_ns;
-}
-
-/* Has the head of GORO_SPIN_DSQ, @p, waited longer than spin_max_wait_ns? */
-static bool spin_aged(struct task_struct *p)
-{
-	u64 waited = bpf_jiffies64() - p->scx.runnable_at;
-
-	return waited * ns_per_jiffy > spin_max_wait_ns;
-}
-
 /*
  * Where goro_runnable places a waking @p (see "Lag, not sleep time"):
  * the virtual clock minus what it was owed when it went to sleep, or its
@@ -990,37 +925,6 @@ static u64 placed_vtime(struct task_struct *p, struct task_ctx *tctx)
 	u64 v = vclock - tctx->lag;
 
 	return time_before(p->scx.dsq_vtime, v) ? v : p->scx.dsq_vtime;
-}
-
-/*
- * Policy f: the CPU a synchronous wakeup of @p should wait on -- the
- * waker's own, to run the moment the waker blocks -- or -1. Only when the
- * waker is a goro M of another process (a server answering a client), the
- * waker's CPU has nothing else queued locally, and @p, placed as
- * goro_runnable will place it, is not ahead of the virtual clock by more
- * than a slice: it would be at or near the shared queue's head anyway, so
- * only when it runs changes, not how much.
- */
-static s32 sync_wake_cpu(struct task_struct *p, struct task_ctx *tctx, u64 now)
-{
-	struct task_struct *cur = bpf_get_current_task_btf();
-	struct task_ctx *cctx;
-	struct goro_ref cr = {};
-	s32 here = bpf_get_smp_processor_id();
-
-	if (cur->tgid == p->tgid || p->migration_disabled || (cur->flags & PF_EXITING))
-		return -1;
-	if (!bpf_cpumask_test_cpu(here, p->cpus_ptr))
-		return -1;
-	if (time_before(vclock + slice_ns, placed_vtime(p, tctx)))
-		return -1;
-	if (scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
-		return -1;
-	/* An M, matched to its record, of a process whose block is fresh. */
-	cctx = bpf_task_storage_get(&task_ctxs, cur, 0, 0);
-	if (!cctx || !goro_resolve(cur, cctx, &cr, false, now) || cr.midx < 0 || !cr.word)
-		return -1;
-	return here;
 }
 
 /* ===========================================================================
@@ -1044,44 +948,13 @@ s32 GORO_STRUCT_OPS(goro_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 	if (tctx && goro_resolve(p, tctx, &r, false, now))
 		w = r.word;
 
-	/* Policy c: an M with a P wakes where its P last ran, if that CPU is idle. */
-	if (w && r.sp && (policies & GORO_POLICY_AFFINITY)) {
-		s32 pidx = m_word_p(w);
-
-		if (pidx >= 0 && pidx < GORO_MAX_P) {
-			s32 pcpu = (s32)r.sp->p_cpu[pidx] - 1;
-
-			if (pcpu >= 0 && (u32)pcpu < scx_bpf_nr_cpu_ids() &&
-			    bpf_cpumask_test_cpu(pcpu, p->cpus_ptr) &&
-			    scx_bpf_test_and_clear_cpu_idle(pcpu)) {
-				stat_inc(GORO_STAT_P_AFFINITY);
-				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
-				return pcpu;
-			}
-		}
-	}
-
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (is_idle) {
 		stat_inc(GORO_STAT_DIRECT_IDLE);
 		if (w && m_word_woken(w))
 			stat_inc(GORO_STAT_WAKE_IDLE);
-		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_ns, 0);
 		return cpu;
-	}
-	/*
-	 * Policy f -- not for an M woken to start work, which policy e places
-	 * in goro_enqueue (another goro process's netpoller M woken through
-	 * epoll gets the sync flag too).
-	 */
-	if (tctx && (wake_flags & SCX_WAKE_SYNC) && (policies & GORO_POLICY_SYNC) && !e_places(w)) {
-		s32 here = sync_wake_cpu(p, tctx, now);
-
-		if (here >= 0) {
-			stat_inc(GORO_STAT_SYNC_WAKE);
-			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
-			return here;
-		}
 	}
 	return cpu;
 }
@@ -1096,7 +969,6 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	struct goro_ref r = {};
 	u64 vtime, key_off = 0;
 	u64 now = bpf_ktime_get_ns();
-	u64 dsq = GORO_SHARED_DSQ;
 	u64 w = 0;
 
 	if (tctx) {
@@ -1115,18 +987,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 		stat_inc(GORO_STAT_DEBT_CLAMPED);
 	}
 
-	/*
-	 * Policy b: a spinning M that was preempted or used up its slice
-	 * waits on the spin queue. A spinning M that is being woken (wakep)
-	 * is wanted now: policy e below.
-	 */
-	if (w && GORO_MW_STATE(w) == GORO_M_SPINNING && !(enq_flags & SCX_ENQ_WAKEUP) &&
-	    (policies & GORO_POLICY_SPIN)) {
-		dsq = GORO_SPIN_DSQ;
-		stat_inc(GORO_STAT_SPIN_ENQ);
-	} else {
-		stat_inc(GORO_STAT_ENQUEUE);
-	}
+	stat_inc(GORO_STAT_ENQUEUE);
 
 	/* Queue order: see "Queue order". */
 	if (tctx) {
@@ -1150,7 +1011,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * kernel would abort us): it is left to the shared queue; a waking
 	 * task practically never is one.
 	 */
-	if (dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
+	if ((enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
 	    !p->migration_disabled) {
 		bool woken = e_places(w);
 		s32 cpu = -1;
@@ -1159,14 +1020,14 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 			cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 		if (cpu >= 0) {
 			stat_inc(GORO_STAT_WAKE_KICK);
-			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
+			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
 		}
 		if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
 			cpu = find_victim(p, vtime, now);
 			if (cpu >= 0) {
-				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags | SCX_ENQ_PREEMPT);
+				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags | SCX_ENQ_PREEMPT);
 				stat_inc(woken ? GORO_STAT_WAKE_PREEMPT : GORO_STAT_WAKE_PREEMPT_OTHER);
 				return;
 			}
@@ -1174,8 +1035,8 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 
 	struct scx_bpf_dsq_insert_vtime_args args = {
-		.dsq_id = dsq,
-		.slice = slice_for(w),
+		.dsq_id = GORO_SHARED_DSQ,
+		.slice = slice_ns,
 		.vtime = vtime + key_off,
 		.enq_flags = enq_flags,
 	};
@@ -1192,92 +1053,21 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
  */
 void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 {
-	struct task_ctx *ptctx = NULL;
-	struct task_struct *spin_head, *head;
-	struct goro_ref r = {};
-	u64 now = bpf_ktime_get_ns();
 	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
-	u64 w = 0;
 
-	/*
-	 * (A CPU preempted for a waking task (policy e) has that task on its
-	 * local DSQ and does not get here: a and d cannot keep prev on it.)
-	 */
 	if (prev_queued) {
-		ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
-		if (ptctx) {
-			/* prev does not pass through goro_stopping if we keep it. */
+		struct task_ctx *ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
+
+		/* prev does not pass through goro_stopping if we keep it. */
+		if (ptctx)
 			charge(prev, ptctx);
-			if (goro_resolve(prev, ptctx, &r, false, now))
-				w = r.word;
-		}
-		/*
-		 * Policy d: one bounded extension for the sched.lock holder --
-		 * if it is not already more than a slice ahead of the shared
-		 * queue's head: without that check a process claiming the lock
-		 * in every thread got ~7% more CPU than plain hogs in the VM
-		 * (slices end at ticks, so the 100 us extension is really up to
-		 * a tick).
-		 */
-		if (w && (w & GORO_MF_LOCKHELD) && ptctx && !ptctx->lock_ext_used &&
-		    (policies & GORO_POLICY_LOCK_EXT)) {
-			struct task_struct *h = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
-			bool ahead = false;
-
-			if (h && time_before(h->scx.dsq_vtime + slice_ns, prev->scx.dsq_vtime))
-				ahead = true;
-			if (!ahead) {
-				ptctx->lock_ext_used = 1;
-				scx_bpf_task_set_slice(prev, lock_ext_ns);
-				stat_inc(GORO_STAT_LOCK_EXT);
-				return;
-			}
-		}
 	}
-
-	/* Policy b's starvation bound comes before everything that follows. */
-	spin_head = scx_bpf_dsq_peek(GORO_SPIN_DSQ);
-	if (spin_head && spin_aged(spin_head) && scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
-		stat_inc(GORO_STAT_SPIN_AGED);
-		return;
-	}
-
-	/*
-	 * Policy a: a RUNNING M with a P keeps its CPU while its vtime is not
-	 * more than a slice ahead of the shared queue's head. Within that
-	 * slice of lead it beats anyone queued, its own spinners included.
-	 */
-	if (prev_queued && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0 &&
-	    (policies & GORO_POLICY_KEEP_P)) {
-		bool keep = true, contended = false;
-
-		/* (Booleans, not pointer tests in one expression: the verifier refuses "ptr | ptr".) */
-		if (spin_head)
-			contended = true;
-		head = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
-		if (head) {
-			contended = true;
-			if (time_before(head->scx.dsq_vtime + slice_ns, prev->scx.dsq_vtime))
-				keep = false;
-		}
-		if (keep) {
-			stat_inc(contended ? GORO_STAT_KEEP_P : GORO_STAT_KEEP_RUNNING);
-			scx_bpf_task_set_slice(prev, slice_ns);
-			vclock_advance(vclock_candidate(prev->scx.dsq_vtime));
-			return;
-		}
-	}
-
 	if (scx_bpf_dsq_move_to_local(GORO_SHARED_DSQ)) {
 		stat_inc(GORO_STAT_DISPATCH);
 		return;
 	}
-	if (scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
-		stat_inc(GORO_STAT_SPIN_DISPATCH);
-		return;
-	}
 	if (prev_queued) {
-		scx_bpf_task_set_slice(prev, slice_for(w));
+		scx_bpf_task_set_slice(prev, slice_ns);
 		stat_inc(GORO_STAT_KEEP_RUNNING);
 		vclock_advance(prev->scx.dsq_vtime);
 		return;
@@ -1336,7 +1126,6 @@ void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 	}
 	if (!tctx)
 		return;
-	tctx->lock_ext_used = 0;
 
 	if (goro_resolve(p, tctx, &r, tctx->midx < 0, now)) {
 		/* Matched since it became runnable: count it as what it is now. */
@@ -1349,11 +1138,6 @@ void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 		if (r.midx >= 0) {
 			matched = true;
 			kv_publish(&r, r.midx, km_make(GORO_KM_RUNNABLE | GORO_KM_RUNNING, cpu, r.tid), now);
-			/* Policy c: remember where the P runs. Fresh blocks only. */
-			s32 pidx = r.word ? m_word_p(r.word) : -1;
-
-			if (pidx >= 0 && pidx < GORO_MAX_P && GORO_MW_STATE(r.word) == GORO_M_RUNNING)
-				r.sp->p_cpu[pidx] = cpu + 1;
 		}
 	}
 	if (tctx->woke_at) {
@@ -1650,13 +1434,7 @@ static void checkdead_slot(u32 slot, u64 now)
 static int checkdead_timerfn(void *map, int *key, struct checkdead_timer *t)
 {
 	u64 now = bpf_ktime_get_ns();
-	u64 jiffies = bpf_jiffies64();
 	int slot;
-
-	/* Measure the jiffy (see "Where it falls short") once a second has passed. */
-	if (ns_per_jiffy == NSEC_PER_SEC / 100 && now - ktime_at_init > NSEC_PER_SEC &&
-	    jiffies > jiffies_at_init)
-		ns_per_jiffy = (now - ktime_at_init) / (jiffies - jiffies_at_init);
 
 	goro_for(slot, 0, GORO_MAX_PROCS)
 		checkdead_slot(slot, now);
@@ -1676,14 +1454,7 @@ s32 GORO_STRUCT_OPS_SLEEPABLE(goro_init)
 		goro_error("failed to create the shared DSQ (%d)", ret);
 		return ret;
 	}
-	ret = scx_bpf_create_dsq(GORO_SPIN_DSQ, -1);
-	if (ret) {
-		goro_error("failed to create the spin DSQ (%d)", ret);
-		return ret;
-	}
 
-	jiffies_at_init = bpf_jiffies64();
-	ktime_at_init = bpf_ktime_get_ns();
 	t = bpf_map_lookup_elem(&checkdead_timers, &zero);
 	if (!t) {
 		goro_error("checkdead timer lookup failed");

@@ -165,6 +165,13 @@ long long mono_ns() {
   return static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
+// CPU time of this process so far (all threads), in seconds.
+double process_cpu_s() {
+  timespec ts;
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
 // Goroutine scheduling latency over an interval (goro::sched_latencies):
 // "g_n=... g_p50_ns=... g_p99_ns=... g_max_ns=..." for the result line.
 std::string glat_fields(const goro::SchedLatencies& base, const char* pre = "") {
@@ -514,6 +521,7 @@ int paced_job(const char* name, const Opts& o, Req req) {
     std::atomic<std::size_t> nlat{0};
     std::atomic<int> inflight{0};
     goro::SchedLatencies base;
+    double cpu0 = 0;
     auto start = Clock::now();
     auto m0 = start + std::chrono::milliseconds(warmup_ms), m1 = m0 + std::chrono::seconds(seconds);
     bool based = false;
@@ -522,6 +530,7 @@ int paced_job(const char* name, const Opts& o, Req req) {
       if (next > now) goro::sleep_for(next - now);
       if (!based && next >= m0) {
         base = goro::sched_latencies();
+        cpu0 = process_cpu_s();
         based = true;
       }
       const bool measured = next >= m0;
@@ -536,6 +545,7 @@ int paced_job(const char* name, const Opts& o, Req req) {
       });
     }
     std::string glat = glat_fields(base);
+    const double cpu_s = process_cpu_s() - cpu0;
     while (inflight.load() > 0) goro::sleep_for(std::chrono::milliseconds(1));
     std::vector<long long> all(lat.begin(), lat.begin() + static_cast<long>(std::min(nlat.load(), cap)));
     std::sort(all.begin(), all.end());
@@ -555,9 +565,9 @@ int paced_job(const char* name, const Opts& o, Req req) {
       }
       std::fclose(f);
     }
-    std::printf("RESULT name=%s rps=%.1f n=%zu rate=%ld procs=%d p50_ns=%lld p90_ns=%lld p99_ns=%lld p999_ns=%lld max_ns=%lld %s\n",
+    std::printf("RESULT name=%s rps=%.1f n=%zu rate=%ld procs=%d p50_ns=%lld p90_ns=%lld p99_ns=%lld p999_ns=%lld max_ns=%lld cpu_per_s=%.3f %s\n",
                 name, static_cast<double>(all.size()) / static_cast<double>(seconds), all.size(), rate, goro::maxprocs(),
-                pct(all, 0.50), pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), all.empty() ? 0 : all.back(), glat.c_str());
+                pct(all, 0.50), pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), all.empty() ? 0 : all.back(), cpu_s / static_cast<double>(seconds), glat.c_str());
     return all.empty() ? 1 : 0;
   });
 }
