@@ -90,77 +90,81 @@
  * ------------------------
  * For Ms of attached processes, with a fresh block:
  *
- *   a. An M RUNNING with a P keeps its CPU. It is the one thread of its
- *      process doing useful work on that P; spinning and idle Ms of the
- *      same process must not take its place. At slice expiry
- *      (goro_dispatch) it gets another slice if its vtime is not more than
- *      one slice ahead of the shared queue's head (counted: KEEP_P).
- *   b. Spinning Ms wait on their own queue, GORO_SPIN_DSQ, with a short
- *      slice (spin_slice_ns): a spinning M is looking for work, which is
- *      worth a CPU only when nobody with real work wants it. The spin queue
- *      is consumed when the shared queue is empty -- or, so that it too
- *      obeys the starvation bound, when its head has waited longer than
- *      spin_max_wait_ns.
- *   c. P -> CPU affinity: we remember (per slot, per P) the CPU each P last
- *      ran on, from ops.running of the M holding it. An M that holds or is
- *      handed a P wakes on that CPU if it is idle: the P's run queue, its
- *      Gs' stacks and its mcache are warm there.
- *   d. The sched.lock holder (GORO_MF_LOCKHELD) whose slice expires gets
- *      one extension of lock_ext_ns per stint on the CPU, unless its vtime
- *      is already more than a slice ahead of the shared queue's head:
- *      preempting a lock holder stalls every M of the process that wants
- *      the lock. The extension is charged like any other run time.
  *   e. Wakeups that the runtime makes to get work started (startm/wakep:
  *      the woken M is STARTING, SPINNING or NETPOLL) go to an idle CPU at
  *      once; if none is idle and the woken M is owed CPU -- its vtime at
  *      least wake_preempt_lag_ns below the (estimated, current) vtime of a
- *      task running somewhere -- that CPU is preempted. A per-CPU record
+ *      task running somewhere, which has been on its CPU for at least
+ *      wake_victim_min_run_ns -- that CPU is preempted. A per-CPU record
  *      of what runs where (vtime at start, start time, weight) makes the
  *      estimate. Either way the M is inserted straight into that CPU's
  *      local DSQ (SCX_DSQ_LOCAL_ON, with SCX_ENQ_PREEMPT for a busy CPU):
  *      a CPU merely kicked to take "the head of the shared queue" may take
  *      somebody else and leave the woken M waiting for the next slice end
  *      -- the first version did that, and the contended service's slow
- *      requests were mostly that wait (35 ms to reach the server's G; p99
- *      21-37 ms before, 12-15 ms after, EEVDF 27-48 ms, in the VM). The
- *      preempted task goes back to the queue; a and d do not see it, as
- *      the CPU finds its next task on its local DSQ. With --wake-preempt
- *      all every other waking task that is owed CPU preempts the same way,
- *      goro or not. Not the default: under TCG it made the contended
- *      service worse (p50 5.5 vs 3.0 ms, p99 20-30 vs 12-15 ms), as the
- *      load generator's threads then displace the server's Ms. --wake-
- *      preempt off turns policy e off.
- *   f. A task that a goro M wakes synchronously (SCX_WAKE_SYNC: a socket
- *      or pipe write -- a server answering a client) and that finds no
- *      idle CPU waits on the M's own CPU's local DSQ, to run as soon as
- *      the M blocks, instead of on the shared queue until some CPU's
- *      slice ends. Only if that local DSQ is empty, the wakee belongs to
- *      another process, and it is not more than a slice ahead of the
- *      virtual clock (it would be at or near the queue's head anyway):
- *      it changes when the wakee runs, not how much it gets. The other
- *      direction -- an M woken by a client's request that policy e found
- *      no CPU for waiting on its waker's CPU -- was tried and measured
- *      worse (contended p99 21 vs 14 ms, paced req/s 798 vs 923; 4
- *      interleaved rounds): the waker is any task, often not one that
- *      blocks next (a softirq delivering the packet runs in whoever's
- *      context it interrupted).
+ *      requests were mostly that wait. The preempted task goes back to the
+ *      queue. The victim's minimum stint keeps the woken M off threads
+ *      that run for microseconds between sleeps: without it the victim was
+ *      often the load generator's thread that had just sent the request
+ *      (it is busy, so its vtime can be ahead), which then went back to
+ *      the queue and waited behind the hogs for its own answer -- policy e
+ *      took the contended service's p50 from 1.6 to 5 ms (leave-one-out,
+ *      2 interleaved rounds: e off 0.35x [0.34, 0.36] of e on). With
+ *      --wake-preempt all every other waking task that is owed CPU
+ *      preempts the same way, goro or not; under TCG that made the
+ *      contended service worse (the load generator's threads then displace
+ *      the server's Ms). --wake-preempt off, or --policies none, turns
+ *      policy e off.
  *
- * Why lying gains nothing. Every boost above is either bounded by vtime
- * (a, d, e, f: only a task not ahead of the others by more than a slice,
- * or owed CPU, gets it), or gives the lying task less (b: a spinning M waits
- * behind real work); d is also a small amount, charged as run time. (f
- * favours the wakee, another process, and changes only when it runs; a
- * process that claims every thread is an M gains nothing from it.)
- * Every nanosecond on a CPU is charged to the task's vtime, and vtime is
- * what orders the shared queue. So a process claiming that all its threads
- * hold Ps, the lock and are carrying Ps gets the same CPU over time as a
- * process with the same number of plain CPU hogs. Measured in the VM (2
- * CPUs, 2 threads a side, 2 x 8 s, each side started first once; the
- * workers' CPU time, tests/vm/scx_goro_fairness): liar/plain 0.992,
- * garbage/plain 0.978, honest/plain 1.011. Two fixes got it there: the
- * lock-holder extension respects the vtime bound (1.073 without), and
- * run time is the kernel's sum_exec_runtime, not timestamps that also
- * counted context switches (~1.08 for any process kept running).
+ *      The letter is e for history: --policies takes 'e' or 'none'.
+ *
+ * Policies that did not pay, and were removed
+ * -------------------------------------------
+ * Five more policies were measured against the control with a
+ * leave-one-out (vmtest/compare, each policy off in turn, interleaved in
+ * one VM; the paced service, a fan-out/fan-in job and a spawn/park churn,
+ * each beside 2N CPU hogs). None showed a contribution beyond its spread
+ * on any of them, and most cost p50 on all three; they are gone, and so
+ * is the code that served only them (the spin queue, the per-P CPU table,
+ * the jiffy measurement):
+ *   a. An M RUNNING with a P kept its CPU at slice expiry while within a
+ *      slice of the queue's head. It only moved the wait onto everybody
+ *      else (the load generator's threads, the hogs) and let Ms run up to
+ *      a slice into debt, paid back later as a wait behind the hogs.
+ *   b. Spinning Ms waited on a queue of their own, served only when the
+ *      shared queue was empty or after 20 ms. Under hogs the shared queue
+ *      is never empty, and in Go's scheduler a spinning M holds the
+ *      process's one "spinning" token: while it waits nobody wakes another
+ *      M for new work (wakep sees nmspinning != 0), so every new goroutine
+ *      waited with it. With b off the fan-out's p99 halved (0.50x).
+ *   c. An M with a P woke on the idle CPU its P last ran on. There was
+ *      nothing to gain under TCG (no cache to be warm), and it often
+ *      passed over an idle CPU that select_cpu would have picked anyway
+ *      at no cost; p50 0.66-0.83x with c off. It may pay on hardware; it
+ *      would have to be measured there.
+ *   d. The sched.lock holder got one 100 us extension at slice expiry.
+ *      sched.lock sections are microseconds and a preempted holder is
+ *      rare; no workload moved beyond its spread.
+ *   f. A task that a goro M woke synchronously (the load generator's
+ *      thread reading the answer) waited on the M's own CPU. If the M went
+ *      on running goroutines instead of blocking, the thread waited up to
+ *      the rest of the M's slice while another CPU freed up; with f off
+ *      the service's p99 was 0.66x [0.40, 0.91].
+ * The measurements (both leave-one-outs, every run's value) are in
+ * tests/bench/RESULTS.md.
+ *
+ * Why lying gains nothing. Policy e is bounded by vtime: only an M owed
+ * CPU against the task it displaces preempts, and every nanosecond on a
+ * CPU is charged to the task's vtime, which is what orders the shared
+ * queue. So a process claiming that all its threads are Ms woken to start
+ * work gets the same CPU over time as a process with the same number of
+ * plain CPU hogs: it can only be placed earlier within its share.
+ * Measured in the VM (2 CPUs, 2 threads a side, 2 x 8 s, each side started
+ * first once; the workers' CPU time, tests/vm/scx_goro_fairness) with the
+ * earlier set of policies: liar/plain 0.992, garbage/plain 0.978,
+ * honest/plain 1.011 (run time is the kernel's sum_exec_runtime, not
+ * timestamps that also counted context switches: ~1.08 for any process
+ * kept running before that).
  *
  * The kernel view
  * ---------------
@@ -197,14 +201,13 @@
  *   - A woken M inserted into a CPU's local DSQ (policy e) waits there even
  *     if another CPU frees up first; it is at most one slice, and only
  *     when the victim CPU changed task between choice and insert.
- *   - A task sent to its waker's CPU (policy f) waits there even if
- *     another CPU frees up first: at most the rest of the waker's slice
- *     (7-11 ms), if the M goes on running Gs instead of blocking.
  *   - Weights honoured only within the starvation bound.
- *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
- *     in jiffies; the length of a jiffy is measured by the checkdead timer
- *     (we cannot read CONFIG_HZ: the target kernel has no IKCONFIG) and
- *     assumed to be 10 ms (HZ=100, the longest) until then.
+ *   - Fair shares are per thread, not per process or session: beside
+ *     four CPU hogs, a goro process with two Ms gets a third of the
+ *     machine where EEVDF's autogroup would give its session half. A
+ *     goro job whose demand nears that share builds a backlog, and its
+ *     latency is then hundreds of ms (see tests/bench/RESULTS.md, "The
+ *     tail mode").
  *   - The stall check trusts the process's counters for "runnable Gs" and
  *     its M words for "in a syscall": a process can hide its own stall,
  *     or invent one (only an event line; nothing is acted on).
@@ -274,8 +277,8 @@ const volatile __u64 max_lag_ns = 2ULL * 1000 * 1000;
 const volatile __u32 wake_preempt_mode = GORO_WAKE_PREEMPT_GORO;
 
 /*
- * Which runtime-aware policies (a-f above) are on: GORO_POLICY_* bits, all
- * by default. For measuring what each is worth. Loader: --policies.
+ * Which runtime-aware policies (e above) are on: GORO_POLICY_* bits, all
+ * by default; none is the control of vmtest/compare. Loader: --policies.
  */
 const volatile __u32 policies = GORO_POLICY_ALL;
 
@@ -808,8 +811,9 @@ static void account_quiescent(struct task_ctx *tctx, u64 now)
  * date at every tick and when a task stops), not timestamps of our own:
  * timestamps at ops.running/stopping also count the context switch around
  * the stint, which costs milliseconds under TCG, and made tasks that
- * switch often pay for CPU they never had (a task kept running by policy
- * a or d switches less: it got ~5-10% more than its share in the VM).
+ * switch often pay for CPU they never had (a task kept running -- the
+ * removed policies a and d did that -- switches less: it got ~5-10% more
+ * than its share in the VM).
  */
 static void charge(struct task_struct *p, struct task_ctx *tctx)
 {
