@@ -251,7 +251,8 @@ static int sched_lat_bucket(std::int64_t ns) {
   const auto u = static_cast<std::uint64_t>(ns);
   const int log2 = 63 - __builtin_clzll(u);
   if (log2 < 2) return static_cast<int>(u);  // 1..3 ns: exact
-  const int b = 4 * log2 + static_cast<int>((u >> (log2 - 2)) & 3);
+  // [2^log2, 2^(log2+1)) in four sub-buckets: 4..7 for 4..7 ns, and so on.
+  const int b = 4 * (log2 - 1) + static_cast<int>((u >> (log2 - 2)) & 3);
   return b < kSchedLatencyBuckets ? b : kSchedLatencyBuckets - 1;
 }
 
@@ -2610,7 +2611,7 @@ SchedLatencies sched_latencies() {
 
 std::int64_t sched_latency_bucket_lower(int b) {
   if (b < 4) return b;
-  const int log2 = b / 4;
+  const int log2 = b / 4 + 1;
   return static_cast<std::int64_t>((4ULL + static_cast<unsigned>(b % 4)) << (log2 - 2));
 }
 
