@@ -90,77 +90,81 @@
  * ------------------------
  * For Ms of attached processes, with a fresh block:
  *
- *   a. An M RUNNING with a P keeps its CPU. It is the one thread of its
- *      process doing useful work on that P; spinning and idle Ms of the
- *      same process must not take its place. At slice expiry
- *      (goro_dispatch) it gets another slice if its vtime is not more than
- *      one slice ahead of the shared queue's head (counted: KEEP_P).
- *   b. Spinning Ms wait on their own queue, GORO_SPIN_DSQ, with a short
- *      slice (spin_slice_ns): a spinning M is looking for work, which is
- *      worth a CPU only when nobody with real work wants it. The spin queue
- *      is consumed when the shared queue is empty -- or, so that it too
- *      obeys the starvation bound, when its head has waited longer than
- *      spin_max_wait_ns.
- *   c. P -> CPU affinity: we remember (per slot, per P) the CPU each P last
- *      ran on, from ops.running of the M holding it. An M that holds or is
- *      handed a P wakes on that CPU if it is idle: the P's run queue, its
- *      Gs' stacks and its mcache are warm there.
- *   d. The sched.lock holder (GORO_MF_LOCKHELD) whose slice expires gets
- *      one extension of lock_ext_ns per stint on the CPU, unless its vtime
- *      is already more than a slice ahead of the shared queue's head:
- *      preempting a lock holder stalls every M of the process that wants
- *      the lock. The extension is charged like any other run time.
  *   e. Wakeups that the runtime makes to get work started (startm/wakep:
  *      the woken M is STARTING, SPINNING or NETPOLL) go to an idle CPU at
  *      once; if none is idle and the woken M is owed CPU -- its vtime at
  *      least wake_preempt_lag_ns below the (estimated, current) vtime of a
- *      task running somewhere -- that CPU is preempted. A per-CPU record
+ *      task running somewhere, which has been on its CPU for at least
+ *      wake_victim_min_run_ns -- that CPU is preempted. A per-CPU record
  *      of what runs where (vtime at start, start time, weight) makes the
  *      estimate. Either way the M is inserted straight into that CPU's
  *      local DSQ (SCX_DSQ_LOCAL_ON, with SCX_ENQ_PREEMPT for a busy CPU):
  *      a CPU merely kicked to take "the head of the shared queue" may take
  *      somebody else and leave the woken M waiting for the next slice end
  *      -- the first version did that, and the contended service's slow
- *      requests were mostly that wait (35 ms to reach the server's G; p99
- *      21-37 ms before, 12-15 ms after, EEVDF 27-48 ms, in the VM). The
- *      preempted task goes back to the queue; a and d do not see it, as
- *      the CPU finds its next task on its local DSQ. With --wake-preempt
- *      all every other waking task that is owed CPU preempts the same way,
- *      goro or not. Not the default: under TCG it made the contended
- *      service worse (p50 5.5 vs 3.0 ms, p99 20-30 vs 12-15 ms), as the
- *      load generator's threads then displace the server's Ms. --wake-
- *      preempt off turns policy e off.
- *   f. A task that a goro M wakes synchronously (SCX_WAKE_SYNC: a socket
- *      or pipe write -- a server answering a client) and that finds no
- *      idle CPU waits on the M's own CPU's local DSQ, to run as soon as
- *      the M blocks, instead of on the shared queue until some CPU's
- *      slice ends. Only if that local DSQ is empty, the wakee belongs to
- *      another process, and it is not more than a slice ahead of the
- *      virtual clock (it would be at or near the queue's head anyway):
- *      it changes when the wakee runs, not how much it gets. The other
- *      direction -- an M woken by a client's request that policy e found
- *      no CPU for waiting on its waker's CPU -- was tried and measured
- *      worse (contended p99 21 vs 14 ms, paced req/s 798 vs 923; 4
- *      interleaved rounds): the waker is any task, often not one that
- *      blocks next (a softirq delivering the packet runs in whoever's
- *      context it interrupted).
+ *      requests were mostly that wait. The preempted task goes back to the
+ *      queue. The victim's minimum stint keeps the woken M off threads
+ *      that run for microseconds between sleeps: without it the victim was
+ *      often the load generator's thread that had just sent the request
+ *      (it is busy, so its vtime can be ahead), which then went back to
+ *      the queue and waited behind the hogs for its own answer -- policy e
+ *      took the contended service's p50 from 1.6 to 5 ms (leave-one-out,
+ *      2 interleaved rounds: e off 0.35x [0.34, 0.36] of e on). With
+ *      --wake-preempt all every other waking task that is owed CPU
+ *      preempts the same way, goro or not; under TCG that made the
+ *      contended service worse (the load generator's threads then displace
+ *      the server's Ms). --wake-preempt off, or --policies none, turns
+ *      policy e off.
  *
- * Why lying gains nothing. Every boost above is either bounded by vtime
- * (a, d, e, f: only a task not ahead of the others by more than a slice,
- * or owed CPU, gets it), or gives the lying task less (b: a spinning M waits
- * behind real work); d is also a small amount, charged as run time. (f
- * favours the wakee, another process, and changes only when it runs; a
- * process that claims every thread is an M gains nothing from it.)
- * Every nanosecond on a CPU is charged to the task's vtime, and vtime is
- * what orders the shared queue. So a process claiming that all its threads
- * hold Ps, the lock and are carrying Ps gets the same CPU over time as a
- * process with the same number of plain CPU hogs. Measured in the VM (2
- * CPUs, 2 threads a side, 2 x 8 s, each side started first once; the
- * workers' CPU time, tests/vm/scx_goro_fairness): liar/plain 0.992,
- * garbage/plain 0.978, honest/plain 1.011. Two fixes got it there: the
- * lock-holder extension respects the vtime bound (1.073 without), and
- * run time is the kernel's sum_exec_runtime, not timestamps that also
- * counted context switches (~1.08 for any process kept running).
+ *      The letter is e for history: --policies takes 'e' or 'none'.
+ *
+ * Policies that did not pay, and were removed
+ * -------------------------------------------
+ * Five more policies were measured against the control with a
+ * leave-one-out (vmtest/compare, each policy off in turn, interleaved in
+ * one VM; the paced service, a fan-out/fan-in job and a spawn/park churn,
+ * each beside 2N CPU hogs). None showed a contribution beyond its spread
+ * on any of them, and most cost p50 on all three; they are gone, and so
+ * is the code that served only them (the spin queue, the per-P CPU table,
+ * the jiffy measurement):
+ *   a. An M RUNNING with a P kept its CPU at slice expiry while within a
+ *      slice of the queue's head. It only moved the wait onto everybody
+ *      else (the load generator's threads, the hogs) and let Ms run up to
+ *      a slice into debt, paid back later as a wait behind the hogs.
+ *   b. Spinning Ms waited on a queue of their own, served only when the
+ *      shared queue was empty or after 20 ms. Under hogs the shared queue
+ *      is never empty, and in Go's scheduler a spinning M holds the
+ *      process's one "spinning" token: while it waits nobody wakes another
+ *      M for new work (wakep sees nmspinning != 0), so every new goroutine
+ *      waited with it. With b off the fan-out's p99 halved (0.50x).
+ *   c. An M with a P woke on the idle CPU its P last ran on. There was
+ *      nothing to gain under TCG (no cache to be warm), and it often
+ *      passed over an idle CPU that select_cpu would have picked anyway
+ *      at no cost; p50 0.66-0.83x with c off. It may pay on hardware; it
+ *      would have to be measured there.
+ *   d. The sched.lock holder got one 100 us extension at slice expiry.
+ *      sched.lock sections are microseconds and a preempted holder is
+ *      rare; no workload moved beyond its spread.
+ *   f. A task that a goro M woke synchronously (the load generator's
+ *      thread reading the answer) waited on the M's own CPU. If the M went
+ *      on running goroutines instead of blocking, the thread waited up to
+ *      the rest of the M's slice while another CPU freed up; with f off
+ *      the service's p99 was 0.66x [0.40, 0.91].
+ * The measurements (both leave-one-outs, every run's value) are in
+ * tests/bench/RESULTS.md.
+ *
+ * Why lying gains nothing. Policy e is bounded by vtime: only an M owed
+ * CPU against the task it displaces preempts, and every nanosecond on a
+ * CPU is charged to the task's vtime, which is what orders the shared
+ * queue. So a process claiming that all its threads are Ms woken to start
+ * work gets the same CPU over time as a process with the same number of
+ * plain CPU hogs: it can only be placed earlier within its share.
+ * Measured in the VM (2 CPUs, 2 threads a side, 2 x 8 s, each side started
+ * first once; the workers' CPU time, tests/vm/scx_goro_fairness) with the
+ * earlier set of policies: liar/plain 0.992, garbage/plain 0.978,
+ * honest/plain 1.011 (run time is the kernel's sum_exec_runtime, not
+ * timestamps that also counted context switches: ~1.08 for any process
+ * kept running before that).
  *
  * The kernel view
  * ---------------
@@ -197,14 +201,13 @@
  *   - A woken M inserted into a CPU's local DSQ (policy e) waits there even
  *     if another CPU frees up first; it is at most one slice, and only
  *     when the victim CPU changed task between choice and insert.
- *   - A task sent to its waker's CPU (policy f) waits there even if
- *     another CPU frees up first: at most the rest of the waker's slice
- *     (7-11 ms), if the M goes on running Gs instead of blocking.
  *   - Weights honoured only within the starvation bound.
- *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
- *     in jiffies; the length of a jiffy is measured by the checkdead timer
- *     (we cannot read CONFIG_HZ: the target kernel has no IKCONFIG) and
- *     assumed to be 10 ms (HZ=100, the longest) until then.
+ *   - Fair shares are per thread, not per process or session: beside
+ *     four CPU hogs, a goro process with two Ms gets a third of the
+ *     machine where EEVDF's autogroup would give its session half. A
+ *     goro job whose demand nears that share builds a backlog, and its
+ *     latency is then hundreds of ms (see tests/bench/RESULTS.md, "The
+ *     tail mode").
  *   - The stall check trusts the process's counters for "runnable Gs" and
  *     its M words for "in a syscall": a process can hide its own stall,
  *     or invent one (only an event line; nothing is acted on).
@@ -233,35 +236,24 @@ char _license[] SEC("license") = "GPL";
 const volatile __u64 slice_ns = 7ULL * 1000 * 1000; /* __u64: the skeleton shows it to C++ */
 
 /*
- * Slice of a spinning M. A spinner looks for work for a few microseconds
- * and then parks (Go: about 4 rounds of stealing); a short slice gives the
- * CPU back quickly if it keeps spinning. Shorter means more dispatches.
- * Note that ticks end slices: below 1/HZ this mostly matters through
- * ops.dispatch seeing it as expired at the next tick.
- */
-const volatile __u64 spin_slice_ns = 200ULL * 1000;
-
-/*
- * Starvation bound of GORO_SPIN_DSQ: its head is consumed before the
- * shared queue once it has waited this long. Must stay far below
- * timeout_ms (5 s): a queue of N spinners behind always-busy CPUs drains
- * one per CPU per bound.
- */
-const volatile __u64 spin_max_wait_ns = 20ULL * 1000 * 1000;
-
-/*
- * The one extension the sched.lock holder gets when its slice expires,
- * per stint on a CPU. Long enough for any sched.lock section (they are
- * microseconds), short enough that a liar gains nothing measurable.
- */
-const volatile __u64 lock_ext_ns = 100ULL * 1000;
-
-/*
  * A woken M preempts a running task only if that task's vtime is at
  * least this much ahead of the M's: less thrashes CPUs between tasks of
  * nearly equal vtime, more makes Ms wait for slices to end.
  */
 const volatile __u64 wake_preempt_lag_ns = 1ULL * 1000 * 1000;
+
+/*
+ * ... and only if that task has been on its CPU for at least this long in
+ * its current stint: a CPU hog, not a thread that runs for microseconds
+ * between sleeps. Without it the woken M's victim was often the load
+ * generator's thread that had just sent the request (its vtime can be
+ * ahead: it is busy): preempted before it blocked in its read, it went
+ * back to the shared queue and waited behind the hogs for the answer it
+ * was about to receive -- the contended service's p50 was 4-5 ms with
+ * policy e and 1.5-1.7 ms without it (leave-one-out, 2 rounds).
+ * Loader: --wake-victim-us (0: any stint).
+ */
+const volatile __u64 wake_victim_min_run_ns = 1ULL * 1000 * 1000;
 
 /*
  * Placement of a waking task ("Lag, not sleep time" above): the most a
@@ -285,8 +277,8 @@ const volatile __u64 max_lag_ns = 2ULL * 1000 * 1000;
 const volatile __u32 wake_preempt_mode = GORO_WAKE_PREEMPT_GORO;
 
 /*
- * Which runtime-aware policies (a-f above) are on: GORO_POLICY_* bits, all
- * by default. For measuring what each is worth. Loader: --policies.
+ * Which runtime-aware policies (e above) are on: GORO_POLICY_* bits, all
+ * by default; none is the control of vmtest/compare. Loader: --policies.
  */
 const volatile __u32 policies = GORO_POLICY_ALL;
 
@@ -347,14 +339,6 @@ volatile __u64 attach_seq; /* __u64: the skeleton shows it to C++ */
 
 /* Filled in by goro_exit(); see "Exit info" in scx_goro.h. */
 struct goro_exit_info goro_uei;
-
-/*
- * Length of a jiffy in ns, measured by the checkdead timer (see "Where it
- * falls short"). Until measured, the longest plausible (HZ=100), which
- * errs on the side of consuming the spin queue early.
- */
-static u64 ns_per_jiffy = NSEC_PER_SEC / 100;
-static u64 jiffies_at_init, ktime_at_init;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -421,7 +405,6 @@ struct slot_priv {
 	u64 stall_since_ns;	/* 0: the stall condition does not hold */
 	u64 stall_reported;	/* the current episode has been reported */
 	u64 stall_events;
-	u32 p_cpu[GORO_MAX_P];	/* CPU + 1 each P last ran on; 0: unknown */
 	u64 km[GORO_MAX_M];	/* what we mirror into kv.km */
 };
 
@@ -450,7 +433,6 @@ struct task_ctx {
 	u64 exec_run;		/* run time since it last woke up (ns, unweighted) */
 	u64 key_off;		/* queue key - vtime while queued; see "Queue order" */
 	u8 counted;
-	u8 lock_ext_used;	/* the stint's lock-holder extension is spent */
 };
 
 struct {
@@ -567,8 +549,6 @@ static void slot_priv_clear_tables(struct slot_priv *sp)
 		if (i < 0 || i >= GORO_MAX_M)
 			break;
 		sp->km[i] = 0;
-		if (i < GORO_MAX_P)
-			sp->p_cpu[i] = 0;
 	}
 }
 
@@ -620,22 +600,6 @@ static u64 m_word_valid(u64 w)
 	if (GORO_MW_P(w) >= GORO_MAX_P)
 		return 0;
 	return w;
-}
-
-/*
- * The P an M holds or has been handed, -1 if none: RUNNING with a P,
- * STARTING with a P (handed by startm), or carrying one for another M.
- */
-static s32 m_word_p(u64 w)
-{
-	u32 st = GORO_MW_STATE(w);
-	s32 pidx = GORO_MW_P(w);
-
-	if (pidx < 0 || pidx >= GORO_MAX_P)
-		return -1;
-	if (st == GORO_M_RUNNING || st == GORO_M_STARTING || (w & GORO_MF_CARRYING))
-		return pidx;
-	return -1;
 }
 
 /* Woken by the runtime to get work started: startm, wakep, netpoll. */
@@ -847,8 +811,9 @@ static void account_quiescent(struct task_ctx *tctx, u64 now)
  * date at every tick and when a task stops), not timestamps of our own:
  * timestamps at ops.running/stopping also count the context switch around
  * the stint, which costs milliseconds under TCG, and made tasks that
- * switch often pay for CPU they never had (a task kept running by policy
- * a or d switches less: it got ~5-10% more than its share in the VM).
+ * switch often pay for CPU they never had (a task kept running -- the
+ * removed policies a and d did that -- switches less: it got ~5-10% more
+ * than its share in the VM).
  */
 static void charge(struct task_struct *p, struct task_ctx *tctx)
 {
@@ -894,7 +859,8 @@ static struct cpu_ctx *cpu_ctx_of(s32 cpu)
 
 /*
  * The CPU running the task with the largest estimated current vtime, if
- * that is more than wake_preempt_lag_ns ahead of @vtime; -1 otherwise.
+ * that is more than wake_preempt_lag_ns ahead of @vtime and has run for at
+ * least wake_victim_min_run_ns since it got the CPU; -1 otherwise.
  * Tasks of @p's own process are never the victim: the woken M would only
  * take the CPU of an M of its own process, which the runtime decided to
  * keep running.
@@ -915,6 +881,8 @@ static s32 find_victim(struct task_struct *p, u64 vtime, u64 now)
 		if (!cc)
 			break;
 		if (!cc->tgid || cc->tgid == tgid)
+			continue;
+		if (now - cc->started_at < wake_victim_min_run_ns)
 			continue;
 		if (!bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
 			continue;
@@ -951,19 +919,6 @@ static bool e_places(u64 w)
 	return w && m_word_woken(w) && (policies & GORO_POLICY_WAKE) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF;
 }
 
-static u64 slice_for(u64 w)
-{
-	return (w && GORO_MW_STATE(w) == GORO_M_SPINNING) ? spin_slice_ns : slice_ns;
-}
-
-/* Has the head of GORO_SPIN_DSQ, @p, waited longer than spin_max_wait_ns? */
-static bool spin_aged(struct task_struct *p)
-{
-	u64 waited = bpf_jiffies64() - p->scx.runnable_at;
-
-	return waited * ns_per_jiffy > spin_max_wait_ns;
-}
-
 /*
  * Where goro_runnable places a waking @p (see "Lag, not sleep time"):
  * the virtual clock minus what it was owed when it went to sleep, or its
@@ -974,37 +929,6 @@ static u64 placed_vtime(struct task_struct *p, struct task_ctx *tctx)
 	u64 v = vclock - tctx->lag;
 
 	return time_before(p->scx.dsq_vtime, v) ? v : p->scx.dsq_vtime;
-}
-
-/*
- * Policy f: the CPU a synchronous wakeup of @p should wait on -- the
- * waker's own, to run the moment the waker blocks -- or -1. Only when the
- * waker is a goro M of another process (a server answering a client), the
- * waker's CPU has nothing else queued locally, and @p, placed as
- * goro_runnable will place it, is not ahead of the virtual clock by more
- * than a slice: it would be at or near the shared queue's head anyway, so
- * only when it runs changes, not how much.
- */
-static s32 sync_wake_cpu(struct task_struct *p, struct task_ctx *tctx, u64 now)
-{
-	struct task_struct *cur = bpf_get_current_task_btf();
-	struct task_ctx *cctx;
-	struct goro_ref cr = {};
-	s32 here = bpf_get_smp_processor_id();
-
-	if (cur->tgid == p->tgid || p->migration_disabled || (cur->flags & PF_EXITING))
-		return -1;
-	if (!bpf_cpumask_test_cpu(here, p->cpus_ptr))
-		return -1;
-	if (time_before(vclock + slice_ns, placed_vtime(p, tctx)))
-		return -1;
-	if (scx_bpf_dsq_nr_queued(SCX_DSQ_LOCAL))
-		return -1;
-	/* An M, matched to its record, of a process whose block is fresh. */
-	cctx = bpf_task_storage_get(&task_ctxs, cur, 0, 0);
-	if (!cctx || !goro_resolve(cur, cctx, &cr, false, now) || cr.midx < 0 || !cr.word)
-		return -1;
-	return here;
 }
 
 /* ===========================================================================
@@ -1028,44 +952,13 @@ s32 GORO_STRUCT_OPS(goro_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wa
 	if (tctx && goro_resolve(p, tctx, &r, false, now))
 		w = r.word;
 
-	/* Policy c: an M with a P wakes where its P last ran, if that CPU is idle. */
-	if (w && r.sp && (policies & GORO_POLICY_AFFINITY)) {
-		s32 pidx = m_word_p(w);
-
-		if (pidx >= 0 && pidx < GORO_MAX_P) {
-			s32 pcpu = (s32)r.sp->p_cpu[pidx] - 1;
-
-			if (pcpu >= 0 && (u32)pcpu < scx_bpf_nr_cpu_ids() &&
-			    bpf_cpumask_test_cpu(pcpu, p->cpus_ptr) &&
-			    scx_bpf_test_and_clear_cpu_idle(pcpu)) {
-				stat_inc(GORO_STAT_P_AFFINITY);
-				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
-				return pcpu;
-			}
-		}
-	}
-
 	cpu = scx_bpf_select_cpu_dfl(p, prev_cpu, wake_flags, &is_idle);
 	if (is_idle) {
 		stat_inc(GORO_STAT_DIRECT_IDLE);
 		if (w && m_word_woken(w))
 			stat_inc(GORO_STAT_WAKE_IDLE);
-		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_ns, 0);
 		return cpu;
-	}
-	/*
-	 * Policy f -- not for an M woken to start work, which policy e places
-	 * in goro_enqueue (another goro process's netpoller M woken through
-	 * epoll gets the sync flag too).
-	 */
-	if (tctx && (wake_flags & SCX_WAKE_SYNC) && (policies & GORO_POLICY_SYNC) && !e_places(w)) {
-		s32 here = sync_wake_cpu(p, tctx, now);
-
-		if (here >= 0) {
-			stat_inc(GORO_STAT_SYNC_WAKE);
-			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL, slice_for(w), 0);
-			return here;
-		}
 	}
 	return cpu;
 }
@@ -1080,7 +973,6 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	struct goro_ref r = {};
 	u64 vtime, key_off = 0;
 	u64 now = bpf_ktime_get_ns();
-	u64 dsq = GORO_SHARED_DSQ;
 	u64 w = 0;
 
 	if (tctx) {
@@ -1099,18 +991,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 		stat_inc(GORO_STAT_DEBT_CLAMPED);
 	}
 
-	/*
-	 * Policy b: a spinning M that was preempted or used up its slice
-	 * waits on the spin queue. A spinning M that is being woken (wakep)
-	 * is wanted now: policy e below.
-	 */
-	if (w && GORO_MW_STATE(w) == GORO_M_SPINNING && !(enq_flags & SCX_ENQ_WAKEUP) &&
-	    (policies & GORO_POLICY_SPIN)) {
-		dsq = GORO_SPIN_DSQ;
-		stat_inc(GORO_STAT_SPIN_ENQ);
-	} else {
-		stat_inc(GORO_STAT_ENQUEUE);
-	}
+	stat_inc(GORO_STAT_ENQUEUE);
 
 	/* Queue order: see "Queue order". */
 	if (tctx) {
@@ -1134,7 +1015,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * kernel would abort us): it is left to the shared queue; a waking
 	 * task practically never is one.
 	 */
-	if (dsq == GORO_SHARED_DSQ && (enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
+	if ((enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
 	    !p->migration_disabled) {
 		bool woken = e_places(w);
 		s32 cpu = -1;
@@ -1143,14 +1024,14 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 			cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 		if (cpu >= 0) {
 			stat_inc(GORO_STAT_WAKE_KICK);
-			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
+			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
 		}
 		if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
 			cpu = find_victim(p, vtime, now);
 			if (cpu >= 0) {
-				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags | SCX_ENQ_PREEMPT);
+				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags | SCX_ENQ_PREEMPT);
 				stat_inc(woken ? GORO_STAT_WAKE_PREEMPT : GORO_STAT_WAKE_PREEMPT_OTHER);
 				return;
 			}
@@ -1158,8 +1039,8 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 
 	struct scx_bpf_dsq_insert_vtime_args args = {
-		.dsq_id = dsq,
-		.slice = slice_for(w),
+		.dsq_id = GORO_SHARED_DSQ,
+		.slice = slice_ns,
 		.vtime = vtime + key_off,
 		.enq_flags = enq_flags,
 	};
@@ -1176,92 +1057,21 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
  */
 void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 {
-	struct task_ctx *ptctx = NULL;
-	struct task_struct *spin_head, *head;
-	struct goro_ref r = {};
-	u64 now = bpf_ktime_get_ns();
 	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
-	u64 w = 0;
 
-	/*
-	 * (A CPU preempted for a waking task (policy e) has that task on its
-	 * local DSQ and does not get here: a and d cannot keep prev on it.)
-	 */
 	if (prev_queued) {
-		ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
-		if (ptctx) {
-			/* prev does not pass through goro_stopping if we keep it. */
+		struct task_ctx *ptctx = bpf_task_storage_get(&task_ctxs, prev, 0, 0);
+
+		/* prev does not pass through goro_stopping if we keep it. */
+		if (ptctx)
 			charge(prev, ptctx);
-			if (goro_resolve(prev, ptctx, &r, false, now))
-				w = r.word;
-		}
-		/*
-		 * Policy d: one bounded extension for the sched.lock holder --
-		 * if it is not already more than a slice ahead of the shared
-		 * queue's head: without that check a process claiming the lock
-		 * in every thread got ~7% more CPU than plain hogs in the VM
-		 * (slices end at ticks, so the 100 us extension is really up to
-		 * a tick).
-		 */
-		if (w && (w & GORO_MF_LOCKHELD) && ptctx && !ptctx->lock_ext_used &&
-		    (policies & GORO_POLICY_LOCK_EXT)) {
-			struct task_struct *h = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
-			bool ahead = false;
-
-			if (h && time_before(h->scx.dsq_vtime + slice_ns, prev->scx.dsq_vtime))
-				ahead = true;
-			if (!ahead) {
-				ptctx->lock_ext_used = 1;
-				scx_bpf_task_set_slice(prev, lock_ext_ns);
-				stat_inc(GORO_STAT_LOCK_EXT);
-				return;
-			}
-		}
 	}
-
-	/* Policy b's starvation bound comes before everything that follows. */
-	spin_head = scx_bpf_dsq_peek(GORO_SPIN_DSQ);
-	if (spin_head && spin_aged(spin_head) && scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
-		stat_inc(GORO_STAT_SPIN_AGED);
-		return;
-	}
-
-	/*
-	 * Policy a: a RUNNING M with a P keeps its CPU while its vtime is not
-	 * more than a slice ahead of the shared queue's head. Within that
-	 * slice of lead it beats anyone queued, its own spinners included.
-	 */
-	if (prev_queued && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0 &&
-	    (policies & GORO_POLICY_KEEP_P)) {
-		bool keep = true, contended = false;
-
-		/* (Booleans, not pointer tests in one expression: the verifier refuses "ptr | ptr".) */
-		if (spin_head)
-			contended = true;
-		head = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
-		if (head) {
-			contended = true;
-			if (time_before(head->scx.dsq_vtime + slice_ns, prev->scx.dsq_vtime))
-				keep = false;
-		}
-		if (keep) {
-			stat_inc(contended ? GORO_STAT_KEEP_P : GORO_STAT_KEEP_RUNNING);
-			scx_bpf_task_set_slice(prev, slice_ns);
-			vclock_advance(vclock_candidate(prev->scx.dsq_vtime));
-			return;
-		}
-	}
-
 	if (scx_bpf_dsq_move_to_local(GORO_SHARED_DSQ)) {
 		stat_inc(GORO_STAT_DISPATCH);
 		return;
 	}
-	if (scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
-		stat_inc(GORO_STAT_SPIN_DISPATCH);
-		return;
-	}
 	if (prev_queued) {
-		scx_bpf_task_set_slice(prev, slice_for(w));
+		scx_bpf_task_set_slice(prev, slice_ns);
 		stat_inc(GORO_STAT_KEEP_RUNNING);
 		vclock_advance(prev->scx.dsq_vtime);
 		return;
@@ -1320,7 +1130,6 @@ void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 	}
 	if (!tctx)
 		return;
-	tctx->lock_ext_used = 0;
 
 	if (goro_resolve(p, tctx, &r, tctx->midx < 0, now)) {
 		/* Matched since it became runnable: count it as what it is now. */
@@ -1333,11 +1142,6 @@ void GORO_STRUCT_OPS(goro_running, struct task_struct *p)
 		if (r.midx >= 0) {
 			matched = true;
 			kv_publish(&r, r.midx, km_make(GORO_KM_RUNNABLE | GORO_KM_RUNNING, cpu, r.tid), now);
-			/* Policy c: remember where the P runs. Fresh blocks only. */
-			s32 pidx = r.word ? m_word_p(r.word) : -1;
-
-			if (pidx >= 0 && pidx < GORO_MAX_P && GORO_MW_STATE(r.word) == GORO_M_RUNNING)
-				r.sp->p_cpu[pidx] = cpu + 1;
 		}
 	}
 	if (tctx->woke_at) {
@@ -1634,13 +1438,7 @@ static void checkdead_slot(u32 slot, u64 now)
 static int checkdead_timerfn(void *map, int *key, struct checkdead_timer *t)
 {
 	u64 now = bpf_ktime_get_ns();
-	u64 jiffies = bpf_jiffies64();
 	int slot;
-
-	/* Measure the jiffy (see "Where it falls short") once a second has passed. */
-	if (ns_per_jiffy == NSEC_PER_SEC / 100 && now - ktime_at_init > NSEC_PER_SEC &&
-	    jiffies > jiffies_at_init)
-		ns_per_jiffy = (now - ktime_at_init) / (jiffies - jiffies_at_init);
 
 	goro_for(slot, 0, GORO_MAX_PROCS)
 		checkdead_slot(slot, now);
@@ -1660,14 +1458,7 @@ s32 GORO_STRUCT_OPS_SLEEPABLE(goro_init)
 		goro_error("failed to create the shared DSQ (%d)", ret);
 		return ret;
 	}
-	ret = scx_bpf_create_dsq(GORO_SPIN_DSQ, -1);
-	if (ret) {
-		goro_error("failed to create the spin DSQ (%d)", ret);
-		return ret;
-	}
 
-	jiffies_at_init = bpf_jiffies64();
-	ktime_at_init = bpf_ktime_get_ns();
 	t = bpf_map_lookup_elem(&checkdead_timers, &zero);
 	if (!t) {
 		goro_error("checkdead timer lookup failed");

@@ -9,7 +9,7 @@
  * vmlinux.h, userspace from <linux/types.h>.
  *
  * What is here:
- *   - GORO_SHARED_DSQ / GORO_SPIN_DSQ, the ids of our dispatch queues;
+ *   - GORO_SHARED_DSQ, the id of our dispatch queue;
  *   - enum goro_stat, the indices of the per-CPU counters in the `stats` map,
  *     and the layout of the wake-to-run latency histograms (`hist`);
  *   - struct goro_exit_info and the exit kinds, so userspace can report
@@ -34,18 +34,16 @@
  * built-in queues (SCX_DSQ_LOCAL, SCX_DSQ_GLOBAL, ...) have the top bit set.
  */
 #define GORO_SHARED_DSQ 0ULL
-/* Spinning Ms wait here: consumed only when GORO_SHARED_DSQ is empty (or after an age bound). */
-#define GORO_SPIN_DSQ 1ULL
 
-/* The runtime-aware policies, a-f in scx_goro.bpf.c: the BPF side's `policies`. */
+/*
+ * The runtime-aware policies in scx_goro.bpf.c: the BPF side's `policies`,
+ * one bit per letter (bit n = letter 'a' + n). Letters a-d and f named
+ * policies that were measured, did not pay and were removed (see "Policies
+ * that did not pay" there); e keeps its letter.
+ */
 enum goro_policy {
-	GORO_POLICY_KEEP_P = 1 << 0,   /* a: an M running with a P keeps its CPU */
-	GORO_POLICY_SPIN = 1 << 1,     /* b: spinning Ms wait on GORO_SPIN_DSQ */
-	GORO_POLICY_AFFINITY = 1 << 2, /* c: a P goes back to the CPU it last ran on */
-	GORO_POLICY_LOCK_EXT = 1 << 3, /* d: the sched.lock holder's extension */
 	GORO_POLICY_WAKE = 1 << 4,     /* e: Ms woken to start work: idle kick / preempt */
-	GORO_POLICY_SYNC = 1 << 5,     /* f: a task a goro M wakes synchronously waits on the M's CPU */
-	GORO_POLICY_ALL = (1 << 6) - 1,
+	GORO_POLICY_ALL = GORO_POLICY_WAKE,
 };
 
 /* Which wakeups may preempt a running task: the BPF side's wake_preempt_mode. */
@@ -68,22 +66,15 @@ enum goro_stat {
 	GORO_STAT_KEEP_RUNNING,	 /* dispatch: shared DSQ empty, the previous task got a new slice */
 	GORO_STAT_DISPATCH_IDLE, /* dispatch: shared DSQ empty, nothing to keep running */
 	/* The runtime-aware policy (see the top of scx_goro.bpf.c). */
-	GORO_STAT_KEEP_P,	 /* dispatch: a P-holding M kept its CPU at slice end (preemption avoided) */
-	GORO_STAT_LOCK_EXT,	 /* dispatch: the sched.lock holder got its one slice extension */
-	GORO_STAT_P_AFFINITY,	 /* select_cpu: an M with a P went to the idle CPU its P last ran on */
 	GORO_STAT_WAKE_IDLE,	 /* a woken M (STARTING/SPINNING/NETPOLL) went to an idle CPU */
 	GORO_STAT_WAKE_KICK,	 /* enqueue: a woken M kicked an idle CPU to come and take it */
 	GORO_STAT_WAKE_PREEMPT,	 /* enqueue: a woken M owed CPU preempted a CPU (SCX_KICK_PREEMPT) */
-	GORO_STAT_SPIN_ENQ,	 /* enqueue: a spinning M went to GORO_SPIN_DSQ */
-	GORO_STAT_SPIN_DISPATCH, /* dispatch: GORO_SPIN_DSQ consumed because the shared DSQ was empty */
-	GORO_STAT_SPIN_AGED,	 /* dispatch: GORO_SPIN_DSQ consumed first because its head waited too long */
 	GORO_STAT_M_MATCHED,	 /* a task was matched to an M record (a scan found its tid) */
 	GORO_STAT_M_SCAN_MISS,	 /* a scan of an attached process's M table did not find the task */
 	GORO_STAT_STALE_BLOCK,	 /* a block was ignored because its heartbeat was stale */
 	GORO_STAT_STALL_EVENTS,	 /* in-kernel checkdead reported a stall (one per episode) */
 	GORO_STAT_EVENTS_DROPPED, /* the `events` ring buffer was full */
 	GORO_STAT_WAKE_PREEMPT_OTHER, /* enqueue: another waking task owed CPU preempted a CPU */
-	GORO_STAT_SYNC_WAKE,	 /* select_cpu: a task a goro M woke synchronously went to the M's CPU (policy f) */
 	GORO_NR_STATS,
 };
 

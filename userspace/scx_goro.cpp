@@ -61,7 +61,6 @@ constexpr uint64_t kDefaultStallMs = 100;
 // The BPF side's max_lag_ns and wake_preempt_lag_ns (the loader always sets them).
 constexpr uint64_t kDefaultLagUs = 2000;
 constexpr uint64_t kDefaultWakePreemptUs = 1000;
-constexpr uint64_t kDefaultSpinSliceUs = 200;
 // The main loop's longest sleep (ring buffer poll): how quickly it sees a
 // signal or an ejection.
 constexpr int kPollMs = 100;
@@ -76,7 +75,8 @@ void usage(FILE* out, const char* argv0) {
                "A weighted-vtime sched_ext scheduler that knows goro's Ms and Ps.\n"
                "\n"
                "Usage: %s [-s SLICE_US] [-p] [--stats SECS] [--stats-json] [--stall-ms N]\n"
-               "       [--events-file PATH] [--lag-us N] [--wake-preempt MODE] [--wake-preempt-us N] [-v]\n"
+               "       [--events-file PATH] [--lag-us N] [--wake-preempt MODE] [--wake-preempt-us N]\n"
+               "       [--wake-victim-us N] [-v]\n"
                "       %s --monitor SECS [--stats-json]\n"
                "\n"
                "  -s, --slice-us N      time slice in microseconds (default %" PRIu64 ")\n"
@@ -95,11 +95,11 @@ void usage(FILE* out, const char* argv0) {
                "                        none (default goro)\n"
                "      --wake-preempt-us N  how much CPU a waking task must be owed, relative to a\n"
                "                        running task, to preempt it (default %" PRIu64 ")\n"
-               "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
-               "      --policies LIST   the runtime-aware policies to use, letters from 'abcdef' (a keep\n"
-               "                        a P's M running, b spin queue, c P->CPU affinity, d sched.lock\n"
-               "                        extension, e wake kicks, f sync wakeups wait on the waking M's\n"
-               "                        CPU), or 'none' (default abcdef)\n"
+               "      --wake-victim-us N  ... and how long that task must have been on its CPU\n"
+               "                        (0: any time; default 1000)\n"
+               "      --policies LIST   the runtime-aware policies to use: 'e' (wake kicks: an M the\n"
+               "                        runtime wakes to start work gets an idle or preempted CPU)\n"
+               "                        or 'none' (default e)\n"
                "      --monitor SECS    print the stats of the running scx_goro every SECS seconds;\n"
                "                        loads nothing\n"
                "  -v, --verbose         print libbpf's debug output (verifier log on failure)\n"
@@ -111,8 +111,7 @@ void usage(FILE* out, const char* argv0) {
                "\n"
                "Runs until SIGINT/SIGTERM or until the kernel ejects the scheduler.\n"
                "See the top-level comment in bpf/scx_goro.bpf.c for more details.\n",
-               argv0, argv0, kDefaultSliceUs, kDefaultStallMs, kDefaultLagUs, kDefaultWakePreemptUs,
-               kDefaultSpinSliceUs);
+               argv0, argv0, kDefaultSliceUs, kDefaultStallMs, kDefaultLagUs, kDefaultWakePreemptUs);
 }
 
 volatile sig_atomic_t exit_req = 0;
@@ -218,22 +217,15 @@ constexpr const char* kStatNames[GORO_NR_STATS] = {
     "dispatch",        // GORO_STAT_DISPATCH
     "keep_running",    // GORO_STAT_KEEP_RUNNING
     "dispatch_idle",   // GORO_STAT_DISPATCH_IDLE
-    "keep_p",          // GORO_STAT_KEEP_P
-    "lock_ext",        // GORO_STAT_LOCK_EXT
-    "p_affinity",      // GORO_STAT_P_AFFINITY
     "wake_idle",       // GORO_STAT_WAKE_IDLE
     "wake_kick",       // GORO_STAT_WAKE_KICK
     "wake_preempt",    // GORO_STAT_WAKE_PREEMPT
-    "spin_enq",        // GORO_STAT_SPIN_ENQ
-    "spin_dispatch",   // GORO_STAT_SPIN_DISPATCH
-    "spin_aged",       // GORO_STAT_SPIN_AGED
     "m_matched",       // GORO_STAT_M_MATCHED
     "m_scan_miss",     // GORO_STAT_M_SCAN_MISS
     "stale_block",     // GORO_STAT_STALE_BLOCK
     "stall_events",    // GORO_STAT_STALL_EVENTS
     "events_dropped",  // GORO_STAT_EVENTS_DROPPED
     "wake_preempt_other",  // GORO_STAT_WAKE_PREEMPT_OTHER
-    "sync_wake",       // GORO_STAT_SYNC_WAKE
 };
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) == GORO_NR_STATS, "a name per stat");
 
@@ -318,17 +310,16 @@ void print_stats(const Counters& now, const Counters& prev, const Procs& procs, 
     std::printf("}}\n");
   } else {
     std::printf("scx_goro: stats %.1fs: procs=%u Ms[run=%u spin=%u idle=%u sys=%u sysmon=%u locked=%u "
-                "start=%u netpoll=%u] keep_p=%" PRIu64 " lock_ext=%" PRIu64 " kicks=%" PRIu64
+                "start=%u netpoll=%u] kicks=%" PRIu64
                 " preempt_kicks=%" PRIu64 " wake p50/p99/max goro=%.1f/%.1f/%.1fus(n=%" PRIu64
                 ") other=%.1f/%.1f/%.1fus(n=%" PRIu64
-                ") dispatch=%" PRIu64 " spin_dispatch=%" PRIu64 " stalls=%" PRIu64 " |",
+                ") dispatch=%" PRIu64 " stalls=%" PRIu64 " |",
                 secs, procs.attached, procs.m_states[GORO_M_RUNNING], procs.m_states[GORO_M_SPINNING],
                 procs.m_states[GORO_M_IDLE], procs.m_states[GORO_M_SYSCALL], procs.m_states[GORO_M_SYSMON],
                 procs.m_states[GORO_M_LOCKED], procs.m_states[GORO_M_STARTING], procs.m_states[GORO_M_NETPOLL],
-                d[GORO_STAT_KEEP_P], d[GORO_STAT_LOCK_EXT], d[GORO_STAT_WAKE_KICK] + d[GORO_STAT_WAKE_IDLE],
+                d[GORO_STAT_WAKE_KICK] + d[GORO_STAT_WAKE_IDLE],
                 d[GORO_STAT_WAKE_PREEMPT], g50 / 1e3, g99 / 1e3, gmax / 1e3, ng, o50 / 1e3, o99 / 1e3, omax / 1e3, no,
-                d[GORO_STAT_DISPATCH], d[GORO_STAT_SPIN_DISPATCH] + d[GORO_STAT_SPIN_AGED],
-                d[GORO_STAT_STALL_EVENTS]);
+                d[GORO_STAT_DISPATCH], d[GORO_STAT_STALL_EVENTS]);
     for (int i = 0; i < GORO_NR_STATS; i++) std::printf(" %s=%" PRIu64, kStatNames[i], d[i]);
     std::printf("\n");
   }
@@ -547,9 +538,9 @@ struct Options {
   uint64_t fail_after_enqueues = 0;  // 0: no fault injection
   uint64_t lag_us = kDefaultLagUs;
   uint64_t wake_preempt_us = kDefaultWakePreemptUs;
+  uint64_t wake_victim_us = 1000;
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
-  uint64_t spin_slice_us = kDefaultSpinSliceUs;
   bool partial = false;
   std::string events_file;
 };
@@ -567,9 +558,9 @@ Outcome run_once(const Options& o) {
   skel->rodata->fail_after_enqueues = o.fail_after_enqueues;
   skel->rodata->max_lag_ns = o.lag_us * 1000;
   skel->rodata->wake_preempt_lag_ns = o.wake_preempt_us * 1000;
+  skel->rodata->wake_victim_min_run_ns = o.wake_victim_us * 1000;
   skel->rodata->wake_preempt_mode = o.wake_preempt;
   skel->rodata->policies = o.policies;
-  skel->rodata->spin_slice_ns = o.spin_slice_us * 1000;
   if (o.partial) skel->struct_ops.goro_ops->flags |= GORO_OPS_SWITCH_PARTIAL;
 
   if (int err = scx_goro__load(skel); err != 0) {
@@ -703,8 +694,8 @@ int main(int argc, char** argv) {
     kOptLagUs,
     kOptWakePreempt,
     kOptWakePreemptUs,
+    kOptWakeVictimUs,
     kOptPolicies,
-    kOptSpinSliceUs,
   };
   static const option long_opts[] = {
       {"slice-us", required_argument, nullptr, 's'},
@@ -718,8 +709,8 @@ int main(int argc, char** argv) {
       {"lag-us", required_argument, nullptr, kOptLagUs},
       {"wake-preempt", required_argument, nullptr, kOptWakePreempt},
       {"wake-preempt-us", required_argument, nullptr, kOptWakePreemptUs},
+      {"wake-victim-us", required_argument, nullptr, kOptWakeVictimUs},
       {"policies", required_argument, nullptr, kOptPolicies},
-      {"spin-slice-us", required_argument, nullptr, kOptSpinSliceUs},
       {"verbose", no_argument, nullptr, 'v'},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
@@ -775,14 +766,17 @@ int main(int argc, char** argv) {
           return bad("--wake-preempt", optarg, "all, goro or off");
         }
         break;
+      case kOptWakeVictimUs:
+        if (std::strcmp(optarg, "0") == 0)
+          o.wake_victim_us = 0;
+        else if (!parse_u64(optarg, 1000000, &o.wake_victim_us))
+          return bad("--wake-victim-us", optarg, "0..1000000");
+        break;
       case kOptWakePreemptUs:
         if (!parse_u64(optarg, 1000000, &o.wake_preempt_us)) return bad("--wake-preempt-us", optarg, "1..1000000");
         break;
-      case kOptSpinSliceUs:
-        if (!parse_u64(optarg, 1000000, &o.spin_slice_us)) return bad("--spin-slice-us", optarg, "1..1000000");
-        break;
       case kOptPolicies:
-        if (!parse_policies(optarg, &o.policies)) return bad("--policies", optarg, "letters from 'abcdef', or 'none'");
+        if (!parse_policies(optarg, &o.policies)) return bad("--policies", optarg, "'e' or 'none'");
         break;
       case 'v':
         verbose = true;

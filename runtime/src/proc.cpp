@@ -244,6 +244,42 @@ static RandomEnum stealorder_start(const RandomOrder& ord, std::uint32_t i) {
 // ---------------------------------------------------------------------------
 // G status transitions
 // ---------------------------------------------------------------------------
+// Scheduling latency histogram (goro::sched_latencies): relaxed counters,
+// one per bucket, shared by all Ps; only sampled stints touch it.
+static std::atomic<std::uint64_t> sched_lat_hist[kSchedLatencyBuckets];
+
+static int sched_lat_bucket(std::int64_t ns) {
+  if (ns <= 0) return 0;
+  const auto u = static_cast<std::uint64_t>(ns);
+  const int log2 = 63 - __builtin_clzll(u);
+  if (log2 < 2) return static_cast<int>(u);  // 1..3 ns: exact
+  // [2^log2, 2^(log2+1)) in four sub-buckets: 4..7 for 4..7 ns, and so on.
+  const int b = 4 * (log2 - 1) + static_cast<int>((u >> (log2 - 2)) & 3);
+  return b < kSchedLatencyBuckets ? b : kSchedLatencyBuckets - 1;
+}
+
+// Go's casgstatus timing (gTrackingPeriod): a G leaving _Grunning starts
+// a new stint, and every kSchedLatencyPeriod-th stint is timed from the
+// moment it is _Grunnable until it is _Grunning again.
+static void sched_lat_track(G* gp, std::uint32_t oldval, std::uint32_t newval) {
+  if (oldval == _Grunning) {
+    if (gp->tracking_seq % kSchedLatencyPeriod == 0) gp->tracking = true;
+    gp->tracking_seq++;
+  }
+  if (!gp->tracking) return;
+  if (newval == _Grunnable) {
+    if (oldval != _Grunnable) gp->tracking_stamp = nanotime();
+  } else if (newval == _Grunning) {
+    gp->tracking = false;
+    if (gp->tracking_stamp) {
+      sched_lat_hist[sched_lat_bucket(nanotime() - gp->tracking_stamp)].fetch_add(1, std::memory_order_relaxed);
+      gp->tracking_stamp = 0;
+    }
+  } else if (oldval == _Grunnable) {
+    gp->tracking_stamp = 0;
+  }
+}
+
 static void casgstatus(G* gp, std::uint32_t oldval, std::uint32_t newval) {
   std::uint32_t v = oldval;
   if (!gp->atomicstatus.compare_exchange_strong(v, newval, std::memory_order_acq_rel)) {
@@ -254,6 +290,7 @@ static void casgstatus(G* gp, std::uint32_t oldval, std::uint32_t newval) {
     unlock_print();
     throw_("casgstatus: bad incoming values");
   }
+  sched_lat_track(gp, oldval, newval);
 }
 static std::uint32_t readgstatus(G* gp) { return gp->atomicstatus.load(std::memory_order_acquire); }
 
@@ -1588,6 +1625,11 @@ void newproc_start(G* gp, ClosureFn fn, ClosureFn destroy) {
   // Atomic: the export reads the goid of a queued G from other threads.
   __atomic_store_n(&gp->goid, newgoid(pp), __ATOMIC_RELAXED);
   ngoroutines.fetch_add(1, std::memory_order_relaxed);
+  // As Go's newproc1: a new G's first stint is timed with the same odds.
+  static std::atomic<std::uint8_t> newg_seq{0};
+  gp->tracking_seq = newg_seq.fetch_add(1, std::memory_order_relaxed);
+  gp->tracking = gp->tracking_seq % kSchedLatencyPeriod == 0;
+  gp->tracking_stamp = 0;
   casgstatus(gp, _Gdead, _Grunnable);
   runqput(pp, gp, true);
   wakep();
@@ -2577,6 +2619,37 @@ int maxprocs(int n) {
 }
 
 int num_goroutine() { return detail::ngoroutines.load(std::memory_order_relaxed); }
+
+SchedLatencies sched_latencies() {
+  SchedLatencies s;
+  for (int b = 0; b < kSchedLatencyBuckets; b++) s.count[b] = detail::sched_lat_hist[b].load(std::memory_order_relaxed);
+  return s;
+}
+
+std::int64_t sched_latency_bucket_lower(int b) {
+  if (b < 4) return b;
+  const int log2 = b / 4 + 1;
+  return static_cast<std::int64_t>((4ULL + static_cast<unsigned>(b % 4)) << (log2 - 2));
+}
+
+std::uint64_t SchedLatencies::total() const {
+  std::uint64_t n = 0;
+  for (auto c : count) n += c;
+  return n;
+}
+
+std::int64_t SchedLatencies::quantile_ns(double q, const SchedLatencies* base) const {
+  std::uint64_t n = 0;
+  for (int b = 0; b < kSchedLatencyBuckets; b++) n += count[b] - (base ? base->count[b] : 0);
+  if (n == 0) return 0;
+  const double want = q * static_cast<double>(n);
+  std::uint64_t cum = 0;
+  for (int b = 0; b < kSchedLatencyBuckets; b++) {
+    cum += count[b] - (base ? base->count[b] : 0);
+    if (cum > 0 && static_cast<double>(cum) >= want) return sched_latency_bucket_lower(b);
+  }
+  return sched_latency_bucket_lower(kSchedLatencyBuckets - 1);
+}
 
 }  // namespace goro
 

@@ -234,6 +234,11 @@ struct G {
   M* lockedm = nullptr;  // lock_os_thread: the M this G is wired to
   // > 0 while the G runs inside the runtime: no asynchronous preemption.
   std::atomic<std::int32_t> nopreempt{0};
+  // Scheduling latency sampling (goro::sched_latencies): whether this
+  // stint is timed, the stint count, and when it became runnable.
+  bool tracking = false;
+  std::uint8_t tracking_seq = 0;
+  std::int64_t tracking_stamp = 0;
   // Sanitizer fiber state.
   void* tsan_fiber = nullptr;
   void* asan_fake_stack = nullptr;

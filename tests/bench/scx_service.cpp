@@ -31,6 +31,20 @@
 //       time went: until the server's goroutine had read the request, in
 //       it, and back to the client thread (stderr; needs --size >= 40).
 //
+//       --goro-client 1: the load generator is a goro process too (one
+//       goroutine per connection). The result line carries the server's
+//       goroutine scheduling latency over the window (server_g_*: runnable
+//       to running, goro::sched_latencies), and the client's (client_g_*).
+//
+//   fanout [--rate R] [--fan F] [--work-iters N] [--seconds S]
+//       R requests/s (default 200), each fanning out to F goroutines
+//       (default 8) of N work iterations and waiting for them all; latency
+//       from each request's scheduled start; g_* = scheduling latency.
+//
+//   churn [--rate R] [--gs K] [--work-iters N] [--seconds S]
+//       R requests/s, each starting K goroutines (default 32) that park
+//       on a channel and are readied one by one, do N iterations, exit.
+//
 //   parallel [--gs G] [--iters N]
 //       CPU-parallel job: G goroutines (default 4 x Ps) each run the work
 //       loop N/G iterations (default N = 200M); wall time of the whole job.
@@ -152,15 +166,50 @@ long long mono_ns() {
   return static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
-// The server child: never returns.
-[[noreturn]] void serve(int port_pipe, long work_iters, long size) {
-  int rc = goro::run([port_pipe, work_iters, size]() -> int {
+// CPU time of this process so far (all threads), in seconds.
+double process_cpu_s() {
+  timespec ts;
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// Goroutine scheduling latency over an interval (goro::sched_latencies):
+// "g_n=... g_p50_ns=... g_p99_ns=... g_max_ns=..." for the result line.
+std::string glat_fields(const goro::SchedLatencies& base, const char* pre = "") {
+  const goro::SchedLatencies now = goro::sched_latencies();
+  const std::uint64_t n = now.total() - base.total();
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%sg_n=%llu %sg_p50_ns=%lld %sg_p99_ns=%lld %sg_max_ns=%lld", pre,
+                static_cast<unsigned long long>(n), pre,
+                static_cast<long long>(now.quantile_ns(0.50, &base)), pre, static_cast<long long>(now.quantile_ns(0.99, &base)),
+                pre, static_cast<long long>(now.quantile_ns(1.0, &base)));
+  return buf;
+}
+
+// The server child: never returns. ctl: the parent writes 'm' when the
+// measured window starts and 'r' when it ends; the server answers 'r' with
+// its goroutine scheduling latency over the window, one line on report.
+[[noreturn]] void serve(int port_pipe, int ctl, int report, long work_iters, long size) {
+  int rc = goro::run([port_pipe, ctl, report, work_iters, size]() -> int {
     auto lr = goro::net::listen("tcp4", "127.0.0.1:0");
     if (!lr) die("listen: %s", lr.error().message().c_str());
     std::string addr = lr->addr();
     std::string port = addr.substr(addr.rfind(':') + 1) + "\n";
     if (::write(port_pipe, port.data(), port.size()) != static_cast<ssize_t>(port.size())) die("%s", "port pipe");
     ::close(port_pipe);
+    goro::go([ctl, report] {
+      auto f = goro::net::wrap(ctl);
+      if (!f) return;
+      goro::SchedLatencies base = goro::sched_latencies();
+      char c;
+      while (f->read_full(&c, 1)) {
+        if (c == 'm') base = goro::sched_latencies();
+        if (c == 'r') {
+          std::string line = glat_fields(base, "server_") + "\n";
+          (void)!::write(report, line.data(), line.size());
+        }
+      }
+    });
     for (;;) {
       auto conn = lr->accept();
       if (!conn) die("accept: %s", conn.error().message().c_str());
@@ -215,18 +264,24 @@ int service(const Opts& o) {
   long work_iters = o.num("work-iters", 20000), size = o.num("size", 64);
   long interval_us = o.num("interval-us", 0);
   long slow_ms = o.num("slow-ms", 0);
+  const bool goro_client = o.num("goro-client", 0) != 0;
   std::string hist = o.str("hist", "");
   if (conns < 1 || seconds < 1 || size < 16) die("%s", "need --conns >= 1, --seconds >= 1, --size >= 16");
 
-  int pp[2];
-  if (::pipe(pp) != 0) die("%s", "pipe");
+  int pp[2], cp[2], rp[2];
+  if (::pipe(pp) != 0 || ::pipe(cp) != 0 || ::pipe(rp) != 0) die("%s", "pipe");
   pid_t child = ::fork();
   if (child < 0) die("%s", "fork");
   if (child == 0) {
     ::close(pp[0]);
-    serve(pp[1], work_iters, size);
+    ::close(cp[1]);
+    ::close(rp[0]);
+    serve(pp[1], cp[0], rp[1], work_iters, size);
   }
   ::close(pp[1]);
+  ::close(cp[0]);
+  ::close(rp[1]);
+  const int ctl = cp[1], report = rp[0];
   char pbuf[32] = {};
   std::size_t got = 0;
   while (got < sizeof pbuf - 1) {
@@ -244,81 +299,148 @@ int service(const Opts& o) {
     die("%s", "the server did not report its port");
   }
 
-  std::vector<int> fds;
-  for (long i = 0; i < conns; i++) {
-    int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<std::uint16_t>(port));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (s < 0 || ::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) die("connect: %s", std::strerror(errno));
-    int one = 1;
-    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    fds.push_back(s);
-  }
-
   std::atomic<int> phase{0};  // 0 warm-up, 1 measure, 2 stop
   std::atomic<bool> failed{false};
   std::vector<std::vector<long long>> lat(static_cast<std::size_t>(conns));
-  std::vector<std::thread> threads;
   std::atomic<int> slow_lines{0};
-  for (long i = 0; i < conns; i++) {
-    threads.emplace_back([i, conns, size, interval_us, slow_ms, &fds, &lat, &phase, &failed, &slow_lines] {
-      int s = fds[static_cast<std::size_t>(i)];
-      ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // pace without 50 us of timer slack
-      const auto interval = std::chrono::microseconds(interval_us);
-      // Connections start spread over one interval.
-      auto next = Clock::now() + interval * i / conns;
-      std::vector<char> out(static_cast<std::size_t>(size)), in(static_cast<std::size_t>(size));
-      std::vector<long long>& l = lat[static_cast<std::size_t>(i)];
-      l.reserve(1 << 16);
-      std::uint64_t seq = static_cast<std::uint64_t>(i) << 40;
-      for (;;) {
-        int ph = phase.load(std::memory_order_relaxed);
-        if (ph == 2) break;
-        if (interval_us > 0) {
-          auto now = Clock::now();
-          if (now < next) std::this_thread::sleep_until(next);
-          // A request that is late is sent at once; the schedule does not
-          // try to catch up with a burst.
-          next = std::max(next + interval, now);
-        }
-        seq++;
-        std::memcpy(out.data(), &seq, sizeof seq);
-        const long long c0 = mono_ns();
-        if (out.size() >= kStampsEnd) std::memcpy(out.data() + kClientAt, &c0, sizeof c0);
-        auto t0 = Clock::now();
-        if (!write_all(s, out.data(), out.size()) || !read_all(s, in.data(), in.size())) {
-          failed = true;
-          return;
-        }
-        auto t1 = Clock::now();
-        if (std::memcmp(in.data(), out.data(), sizeof seq) != 0) {
-          failed = true;
-          return;
-        }
-        if (ph == 1) l.push_back(ns_between(t0, t1));
-        if (ph == 1 && slow_ms > 0 && in.size() >= kStampsEnd && ns_between(t0, t1) > slow_ms * 1000000LL &&
-            slow_lines.fetch_add(1) < 50) {
-          const long long c1 = mono_ns();
-          long long got_at, sent_at;
-          std::memcpy(&got_at, in.data() + kGotAt, sizeof got_at);
-          std::memcpy(&sent_at, in.data() + kSentAt, sizeof sent_at);
-          std::fprintf(stderr, "slow: conn %ld at %.1f ms (CLOCK_MONOTONIC): %.1f ms = %.1f to the server's G + %.1f in it + %.1f back\n", i,
-                       static_cast<double>(c0) / 1e6, static_cast<double>(c1 - c0) / 1e6, static_cast<double>(got_at - c0) / 1e6,
-                       static_cast<double>(sent_at - got_at) / 1e6, static_cast<double>(c1 - sent_at) / 1e6);
-        }
+  // One connection's loop; wr/rd are the transport (a blocking socket, or a
+  // goro connection when the client is goro too).
+  auto client = [&](long i, auto&& wr, auto&& rd, auto&& sleep_until) {
+    const auto interval = std::chrono::microseconds(interval_us);
+    // Connections start spread over one interval.
+    auto next = Clock::now() + interval * i / conns;
+    std::vector<char> out(static_cast<std::size_t>(size)), in(static_cast<std::size_t>(size));
+    std::vector<long long>& l = lat[static_cast<std::size_t>(i)];
+    l.reserve(1 << 16);
+    std::uint64_t seq = static_cast<std::uint64_t>(i) << 40;
+    for (;;) {
+      int ph = phase.load(std::memory_order_relaxed);
+      if (ph == 2) break;
+      if (interval_us > 0) {
+        auto now = Clock::now();
+        if (now < next) sleep_until(next);
+        // A request that is late is sent at once; the schedule does not
+        // try to catch up with a burst.
+        next = std::max(next + interval, now);
       }
+      seq++;
+      std::memcpy(out.data(), &seq, sizeof seq);
+      const long long c0 = mono_ns();
+      if (out.size() >= kStampsEnd) std::memcpy(out.data() + kClientAt, &c0, sizeof c0);
+      auto t0 = Clock::now();
+      if (!wr(out.data(), out.size()) || !rd(in.data(), in.size())) {
+        failed = true;
+        return;
+      }
+      auto t1 = Clock::now();
+      if (std::memcmp(in.data(), out.data(), sizeof seq) != 0) {
+        failed = true;
+        return;
+      }
+      if (ph == 1) l.push_back(ns_between(t0, t1));
+      if (ph == 1 && slow_ms > 0 && in.size() >= kStampsEnd && ns_between(t0, t1) > slow_ms * 1000000LL &&
+          slow_lines.fetch_add(1) < 50) {
+        const long long c1 = mono_ns();
+        long long got_at, sent_at;
+        std::memcpy(&got_at, in.data() + kGotAt, sizeof got_at);
+        std::memcpy(&sent_at, in.data() + kSentAt, sizeof sent_at);
+        std::fprintf(stderr, "slow: conn %ld at %.1f ms (CLOCK_MONOTONIC): %.1f ms = %.1f to the server's G + %.1f in it + %.1f back\n", i,
+                     static_cast<double>(c0) / 1e6, static_cast<double>(c1 - c0) / 1e6, static_cast<double>(got_at - c0) / 1e6,
+                     static_cast<double>(sent_at - got_at) / 1e6, static_cast<double>(c1 - sent_at) / 1e6);
+      }
+    }
+  };
+  Clock::time_point m0, m1;
+  std::string client_glat;
+  auto measure = [&](auto&& sleep_for, auto&& at_start, auto&& at_end) {
+    sleep_for(std::chrono::milliseconds(warmup_ms));
+    phase = 1;
+    (void)!::write(ctl, "m", 1);
+    at_start();
+    m0 = Clock::now();
+    sleep_for(std::chrono::seconds(seconds));
+    phase = 2;
+    m1 = Clock::now();
+    at_end();
+  };
+  if (!goro_client) {
+    std::vector<int> fds;
+    for (long i = 0; i < conns; i++) {
+      int s = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_port = htons(static_cast<std::uint16_t>(port));
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (s < 0 || ::connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) die("connect: %s", std::strerror(errno));
+      int one = 1;
+      ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      fds.push_back(s);
+    }
+    std::vector<std::thread> threads;
+    for (long i = 0; i < conns; i++) {
+      threads.emplace_back([i, &fds, &client] {
+        int s = fds[static_cast<std::size_t>(i)];
+        ::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);  // pace without 50 us of timer slack
+        client(
+            i, [s](const char* p, std::size_t n) { return write_all(s, p, n); },
+            [s](char* p, std::size_t n) { return read_all(s, p, n); },
+            [](Clock::time_point t) { std::this_thread::sleep_until(t); });
+      });
+    }
+    measure([](auto d) { std::this_thread::sleep_for(d); }, [] {}, [] {});
+    for (auto& t : threads) t.join();
+    for (int s : fds) ::close(s);
+  } else {
+    // The client is a goro process too: one goroutine per connection.
+    int grc = goro::run([&]() -> int {
+      const std::string addr = "127.0.0.1:" + std::to_string(port);
+      goro::WaitGroup wg;
+      std::vector<goro::net::Conn> cs;
+      for (long i = 0; i < conns; i++) {
+        auto c = goro::net::dial("tcp4", addr);
+        if (!c) die("dial: %s", c.error().message().c_str());
+        cs.push_back(std::move(*c));
+      }
+      goro::SchedLatencies base;
+      wg.add(static_cast<int>(conns));
+      for (long i = 0; i < conns; i++) {
+        goro::go([i, &cs, &client, &wg] {
+          goro::net::Conn& c = cs[static_cast<std::size_t>(i)];
+          client(
+              i, [&c](const char* p, std::size_t n) { return static_cast<bool>(c.write(p, n)); },
+              [&c](char* p, std::size_t n) { return static_cast<bool>(c.read_full(p, n)); },
+              [](Clock::time_point t) {
+                auto now = Clock::now();
+                if (t > now) goro::sleep_for(t - now);
+              });
+          wg.done();
+        });
+      }
+      measure([](auto d) { goro::sleep_for(d); }, [&base] { base = goro::sched_latencies(); },
+              [&base, &client_glat] { client_glat = glat_fields(base, "client_"); });
+      wg.wait();
+      for (auto& c : cs) (void)c.close();
+      return 0;
     });
+    if (grc != 0) die("%s", "the goro client failed");
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(warmup_ms));
-  phase = 1;
-  auto m0 = Clock::now();
-  std::this_thread::sleep_for(std::chrono::seconds(seconds));
-  phase = 2;
-  auto m1 = Clock::now();
-  for (auto& t : threads) t.join();
-  for (int s : fds) ::close(s);
+  // The server's goroutine scheduling latency over the window.
+  std::string server_glat;
+  if (::write(ctl, "r", 1) == 1) {
+    char rb[256] = {};
+    std::size_t rn = 0;
+    while (rn < sizeof rb - 1) {
+      ssize_t r = ::read(report, rb + rn, sizeof rb - 1 - rn);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      rn += static_cast<std::size_t>(r);
+      if (std::memchr(rb, '\n', rn)) break;
+    }
+    server_glat = std::string(rb, rn);
+    while (!server_glat.empty() && server_glat.back() == '\n') server_glat.pop_back();
+  }
+  ::close(ctl);
+  ::close(report);
   ::kill(child, SIGKILL);
   int st = 0;
   ::waitpid(child, &st, 0);
@@ -349,9 +471,9 @@ int service(const Opts& o) {
   }
   std::printf(
       "RESULT name=service rps=%.1f n=%zu secs=%.3f conns=%ld interval_us=%ld work_iters=%ld p50_ns=%lld p90_ns=%lld p99_ns=%lld "
-      "p999_ns=%lld max_ns=%lld\n",
+      "p999_ns=%lld max_ns=%lld %s %s\n",
       rps, all.size(), secs, conns, interval_us, work_iters, pct(all, 0.50), pct(all, 0.90), pct(all, 0.99), pct(all, 0.999),
-      all.empty() ? 0 : all.back());
+      all.empty() ? 0 : all.back(), server_glat.empty() ? "server_g_n=0" : server_glat.c_str(), client_glat.c_str());
   return all.empty() ? 1 : 0;
 }
 
@@ -383,12 +505,121 @@ int parallel(const Opts& o) {
   });
 }
 
+// ---------------------------------------------------------------------------
+// Paced goroutine-only jobs (fanout, churn): a pacer goroutine starts one
+// request goroutine every 1/rate seconds on a fixed schedule; a request's
+// latency runs from its scheduled start to its end, so a late pacer counts.
+
+template <typename Req>
+int paced_job(const char* name, const Opts& o, Req req) {
+  long rate = o.num("rate", 200), seconds = o.num("seconds", 5), warmup_ms = o.num("warmup-ms", 500);
+  std::string hist = o.str("hist", "");
+  if (rate < 1 || seconds < 1) die("%s", "need --rate >= 1, --seconds >= 1");
+  return goro::run([&]() -> int {
+    const auto interval = std::chrono::nanoseconds(1000000000L / rate);
+    const std::size_t cap = static_cast<std::size_t>(rate) * static_cast<std::size_t>(seconds + 2) + 64;
+    std::vector<long long> lat(cap);
+    std::atomic<std::size_t> nlat{0};
+    std::atomic<int> inflight{0};
+    goro::SchedLatencies base;
+    double cpu0 = 0;
+    auto start = Clock::now();
+    auto m0 = start + std::chrono::milliseconds(warmup_ms), m1 = m0 + std::chrono::seconds(seconds);
+    bool based = false;
+    for (auto next = start; next < m1; next += interval) {
+      auto now = Clock::now();
+      if (next > now) goro::sleep_for(next - now);
+      if (!based && next >= m0) {
+        base = goro::sched_latencies();
+        cpu0 = process_cpu_s();
+        based = true;
+      }
+      const bool measured = next >= m0;
+      inflight.fetch_add(1);
+      goro::go([&, next, measured] {
+        req();
+        if (measured) {
+          std::size_t k = nlat.fetch_add(1);
+          if (k < cap) lat[k] = ns_between(next, Clock::now());
+        }
+        inflight.fetch_sub(1);
+      });
+    }
+    std::string glat = glat_fields(base);
+    const double cpu_s = process_cpu_s() - cpu0;
+    while (inflight.load() > 0) goro::sleep_for(std::chrono::milliseconds(1));
+    std::vector<long long> all(lat.begin(), lat.begin() + static_cast<long>(std::min(nlat.load(), cap)));
+    std::sort(all.begin(), all.end());
+    if (!hist.empty()) {
+      std::FILE* f = std::fopen(hist.c_str(), "w");
+      if (!f) die("cannot write %s", hist.c_str());
+      std::fprintf(f, "# latency_ns count (buckets: 3 significant digits, value = bucket's lower bound)\n");
+      std::size_t i = 0;
+      while (i < all.size()) {
+        long long v = all[i], scale = 1;
+        while (v / scale >= 1000) scale *= 10;
+        long long lo = v / scale * scale, hi = lo + scale;
+        std::size_t j = i;
+        while (j < all.size() && all[j] < hi) j++;
+        std::fprintf(f, "%lld %zu\n", lo, j - i);
+        i = j;
+      }
+      std::fclose(f);
+    }
+    std::printf("RESULT name=%s rps=%.1f n=%zu rate=%ld procs=%d p50_ns=%lld p90_ns=%lld p99_ns=%lld p999_ns=%lld max_ns=%lld cpu_per_s=%.3f %s\n",
+                name, static_cast<double>(all.size()) / static_cast<double>(seconds), all.size(), rate, goro::maxprocs(),
+                pct(all, 0.50), pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), all.empty() ? 0 : all.back(), cpu_s / static_cast<double>(seconds), glat.c_str());
+    return all.empty() ? 1 : 0;
+  });
+}
+
+// fanout: each request starts F goroutines of N work iterations and waits
+// for all of them (a WaitGroup): a preempted P holder delays the request.
+int fanout(const Opts& o) {
+  const long fan = o.num("fan", 8), iters = o.num("work-iters", 20000);
+  return paced_job("fanout", o, [fan, iters] {
+    goro::WaitGroup wg;
+    wg.add(static_cast<int>(fan));
+    for (long k = 0; k < fan; k++) {
+      goro::go([&wg, iters, k] {
+        (void)work(static_cast<std::uint64_t>(iters), static_cast<std::uint64_t>(k));
+        wg.done();
+      });
+    }
+    wg.wait();
+  });
+}
+
+// churn: each request starts K goroutines that park on a channel at once;
+// the request wakes them one by one (a send each), each does N iterations
+// of work and finishes. Many short goroutines spawning, parking and being
+// readied: the run queues, the idle P/M lists and sched.lock are busy.
+int churn(const Opts& o) {
+  const long k = o.num("gs", 32), iters = o.num("work-iters", 1000);
+  return paced_job("churn", o, [k, iters] {
+    goro::Chan<int> ch;
+    goro::WaitGroup wg;
+    wg.add(static_cast<int>(k));
+    for (long i = 0; i < k; i++) {
+      goro::go([ch, &wg, iters]() mutable {
+        auto v = ch.recv();
+        (void)work(static_cast<std::uint64_t>(iters), static_cast<std::uint64_t>(v.value_or(0)));
+        wg.done();
+      });
+    }
+    for (long i = 0; i < k; i++) ch.send(static_cast<int>(i));
+    wg.wait();
+  });
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: goro_scx_service calibrate WORK_US\n"
                "       goro_scx_service service [--conns C] [--seconds S] [--warmup-ms W] [--work-iters N]\n"
                "                                [--interval-us I] [--size B] [--hist FILE] [--slow-ms N]\n"
                "       goro_scx_service parallel [--gs G] [--iters N]\n"
+               "       goro_scx_service fanout [--rate R] [--fan F] [--work-iters N] [--seconds S] [--warmup-ms W] [--hist FILE]\n"
+               "       goro_scx_service churn [--rate R] [--gs K] [--work-iters N] [--seconds S] [--warmup-ms W] [--hist FILE]\n"
                "Ps: GORO_MAXPROCS=n (default: the CPUs)\n");
 }
 
@@ -403,6 +634,8 @@ int main(int argc, char** argv) {
   if (cmd == "calibrate") return calibrate(argc > 2 ? std::strtol(argv[2], nullptr, 10) : 30);
   if (cmd == "service") return service(parse(argc, argv, 2));
   if (cmd == "parallel") return parallel(parse(argc, argv, 2));
+  if (cmd == "fanout") return fanout(parse(argc, argv, 2));
+  if (cmd == "churn") return churn(parse(argc, argv, 2));
   usage();
   return 2;
 }

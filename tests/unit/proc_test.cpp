@@ -530,3 +530,47 @@ TEST(Run, GoroutinesLeftWhenMainReturnsAreAbandoned) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// sched_latencies (Go's /sched/latencies:seconds)
+
+// Goroutines created while the only P is busy wait runnable until it is
+// free: the histogram counts (one in kSchedLatencyPeriod of) them, with
+// waits of about as long as the P was busy. Nothing runs while main
+// spins but main (GORO_MAXPROCS 1); sysmon may preempt it after 10 ms.
+TEST(SchedLatencies, CountsTheWaitOfGoroutinesQueuedBehindABusyP) {
+  goro::run([] {
+    const int prev = goro::maxprocs(1);
+    const goro::SchedLatencies base = goro::sched_latencies();
+    constexpr int kGs = 4 * goro::kSchedLatencyPeriod;
+    std::atomic<int> ran{0};
+    goro::WaitGroup wg;
+    wg.add(kGs);
+    for (int i = 0; i < kGs; i++) {
+      goro::go([&ran, &wg] {
+        ran.fetch_add(1);
+        wg.done();
+      });
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(30)) {
+    }
+    wg.wait();
+    const goro::SchedLatencies now = goro::sched_latencies();
+    EXPECT_EQ(ran.load(), kGs);
+    // Their first stints: at least kGs / period of them timed (plus any
+    // other stint of main or the runtime's own goroutines).
+    EXPECT_GE(now.total() - base.total(), static_cast<std::uint64_t>(kGs / goro::kSchedLatencyPeriod));
+    EXPECT_GE(now.quantile_ns(1.0, &base), 8'000'000) << "the longest wait must reflect the busy P (>= 10 ms)";
+    EXPECT_LE(now.quantile_ns(1.0, &base), 10'000'000'000LL);
+    goro::maxprocs(prev);
+  });
+}
+
+TEST(SchedLatencies, BucketsAreOrderedAndQuantilesOfNothingAreZero) {
+  for (int b = 1; b < goro::kSchedLatencyBuckets; b++)
+    EXPECT_LT(goro::sched_latency_bucket_lower(b - 1), goro::sched_latency_bucket_lower(b)) << "bucket " << b;
+  goro::SchedLatencies none;
+  EXPECT_EQ(none.total(), 0u);
+  EXPECT_EQ(none.quantile_ns(0.99), 0);
+}

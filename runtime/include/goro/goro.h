@@ -155,6 +155,26 @@ int maxprocs(int n = 0);
 // num_goroutine returns the number of goroutines that currently exist.
 int num_goroutine();
 
+// Scheduling latency: how long goroutines waited runnable before they ran
+// (Go's runtime/metrics "/sched/latencies:seconds"). As in Go, one in
+// every kSchedLatencyPeriod scheduling stints of each goroutine is timed
+// (from becoming runnable -- created, readied, preempted, yielding -- to
+// running), so the cost is two clock reads per eight stints. Cumulative
+// since the process started; subtract two reads to get an interval.
+// Bucket b holds waits in [sched_latency_bucket_lower(b), next lower):
+// four buckets per power of two of nanoseconds.
+inline constexpr int kSchedLatencyPeriod = 8;
+inline constexpr int kSchedLatencyBuckets = 4 * 40;
+struct SchedLatencies {
+  std::uint64_t count[kSchedLatencyBuckets] = {};
+  std::uint64_t total() const;
+  // The lower bound of the bucket holding quantile q (0..1) of the waits
+  // counted in *this minus base (0 if none).
+  std::int64_t quantile_ns(double q, const SchedLatencies* base = nullptr) const;
+};
+SchedLatencies sched_latencies();
+std::int64_t sched_latency_bucket_lower(int bucket);
+
 // lock_os_thread wires the calling goroutine to its current OS thread:
 // it always runs on that thread, and no other goroutine does, until it
 // has called unlock_os_thread as many times as lock_os_thread. If it
