@@ -100,7 +100,13 @@
  *      worth a CPU only when nobody with real work wants it. The spin queue
  *      is consumed when the shared queue is empty -- or, so that it too
  *      obeys the starvation bound, when its head has waited longer than
- *      spin_max_wait_ns.
+ *      spin_max_wait_ns AND is owed at least as much as the shared queue's
+ *      head (its vtime is not later). So an aged spinner joins the vtime
+ *      order instead of outranking it: spinners get at most the fair share
+ *      of as many plain threads (their run time is charged like any
+ *      other), and the shared queue is never starved, however many
+ *      threads claim SPINNING. An M kept running by a's rule yields to an
+ *      aged spin head by the same vtime bound as to the shared head.
  *   c. P -> CPU affinity: we remember (per slot, per P) the CPU each P last
  *      ran on, from ops.running of the M holding it. An M that holds or is
  *      handed a P wakes on that CPU if it is idle: the P's run queue, its
@@ -242,10 +248,9 @@ const volatile __u64 slice_ns = 7ULL * 1000 * 1000; /* __u64: the skeleton shows
 const volatile __u64 spin_slice_ns = 200ULL * 1000;
 
 /*
- * Starvation bound of GORO_SPIN_DSQ: its head is consumed before the
- * shared queue once it has waited this long. Must stay far below
- * timeout_ms (5 s): a queue of N spinners behind always-busy CPUs drains
- * one per CPU per bound.
+ * Starvation bound of GORO_SPIN_DSQ: once its head has waited this long it
+ * competes with the shared queue's head by vtime (policy b). Then it waits
+ * no longer than any task of the shared queue would (MAX_DEBT_SLICES).
  */
 const volatile __u64 spin_max_wait_ns = 20ULL * 1000 * 1000;
 
@@ -1181,6 +1186,7 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	struct goro_ref r = {};
 	u64 now = bpf_ktime_get_ns();
 	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
+	bool spin_waits;
 	u64 w = 0;
 
 	/*
@@ -1219,31 +1225,48 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 		}
 	}
 
-	/* Policy b's starvation bound comes before everything that follows. */
+	/*
+	 * Policy b's starvation bound: an aged spin queue head competes with
+	 * the shared queue's head by vtime -- it goes first only if it is owed
+	 * at least as much -- so spinners age into their fair share and never
+	 * beyond it. (Served unconditionally once aged, as it first was, 128
+	 * spinning threads of one process kept the shared queue from ever
+	 * being served: the watchdog ejected us.)
+	 */
 	spin_head = scx_bpf_dsq_peek(GORO_SPIN_DSQ);
-	if (spin_head && spin_aged(spin_head) && scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
+	head = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
+	if (spin_head && !spin_aged(spin_head))
+		spin_head = NULL;
+	if (spin_head && head && time_before(head->scx.dsq_vtime, spin_head->scx.dsq_vtime))
+		spin_head = NULL;
+	if (spin_head && scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
 		stat_inc(GORO_STAT_SPIN_AGED);
 		return;
 	}
+	spin_waits = scx_bpf_dsq_nr_queued(GORO_SPIN_DSQ) > 0;
 
 	/*
 	 * Policy a: a RUNNING M with a P keeps its CPU while its vtime is not
 	 * more than a slice ahead of the shared queue's head. Within that
-	 * slice of lead it beats anyone queued, its own spinners included.
+	 * slice of lead it beats anyone queued, its own spinners included --
+	 * but not the spin queue's head once that has waited too long: the
+	 * same vtime bound holds against it.
 	 */
 	if (prev_queued && w && GORO_MW_STATE(w) == GORO_M_RUNNING && GORO_MW_P(w) >= 0 &&
 	    (policies & GORO_POLICY_KEEP_P)) {
 		bool keep = true, contended = false;
+		struct task_struct *aged = scx_bpf_dsq_peek(GORO_SPIN_DSQ);
 
 		/* (Booleans, not pointer tests in one expression: the verifier refuses "ptr | ptr".) */
-		if (spin_head)
+		if (spin_waits)
 			contended = true;
-		head = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
 		if (head) {
 			contended = true;
 			if (time_before(head->scx.dsq_vtime + slice_ns, prev->scx.dsq_vtime))
 				keep = false;
 		}
+		if (aged && spin_aged(aged) && time_before(aged->scx.dsq_vtime + slice_ns, prev->scx.dsq_vtime))
+			keep = false;
 		if (keep) {
 			stat_inc(contended ? GORO_STAT_KEEP_P : GORO_STAT_KEEP_RUNNING);
 			scx_bpf_task_set_slice(prev, slice_ns);

@@ -30,6 +30,9 @@
 //   waker-plain  the same without attaching (the baseline).
 //   spinner  every worker alternates 2 ms SPINNING (no P) and 2 ms RUNNING
 //            with its P, burning CPU throughout: exercises the spin queue.
+//   spinall  every worker claims SPINNING for ever and burns CPU (a hostile
+//            process: more spinners than CPUs must not starve anybody).
+//            Up to 4 * GORO_MAX_M threads; those beyond the M table just burn.
 //
 // Exit status: 0; 2 if attaching failed (except in plain mode); 1 on bad usage.
 // GORO_WRITER_SELF_STOP=1 in the environment: the writer SIGSTOPs itself
@@ -63,7 +66,7 @@
 
 namespace {
 
-enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner };
+enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner, kSpinAll };
 
 // Shutdown is two-phase (see the end of main): sysmon_done stops sysmon
 // and the scribbler, done the workers.
@@ -266,6 +269,10 @@ void worker_body(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
     return;
   }
   const uint32_t m = idx + 1;  // record 0 is the sysmon thread
+  if (mode == Mode::kSpinAll && m >= GORO_MAX_M) {
+    burn_until_done();
+    return;
+  }
   goro_m_export* rec = &blk->m[m];
   store32(&rec->tid, gettid_u32());
   switch (mode) {
@@ -287,6 +294,10 @@ void worker_body(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
         store64(&rec->word, GORO_MW_MAKE(GORO_M_RUNNING, idx, 0));
         burn_for_ns(2000000);
       }
+      break;
+    case Mode::kSpinAll:
+      store64(&rec->word, GORO_MW_MAKE(GORO_M_SPINNING, -1, 0));
+      burn_until_done();
       break;
     case Mode::kStall:
     case Mode::kIdle:
@@ -315,7 +326,8 @@ void sysmon(Mode mode, uint32_t nthreads) {
       switch (mode) {
         case Mode::kHonest:
         case Mode::kSpinner:
-          publish_counters(nthreads, 0, 0, 0);
+        case Mode::kSpinAll:
+          publish_counters(nthreads > GORO_MAX_P ? GORO_MAX_P : nthreads, 0, 0, 0);
           break;
         case Mode::kLiar:
           publish_counters(nthreads, 0, 1000000000U, 12345);
@@ -343,7 +355,7 @@ double cpu_ms() {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner NTHREADS SECONDS\n",
+    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner|spinall NTHREADS SECONDS\n",
                  argv[0]);
     return 1;
   }
@@ -358,14 +370,16 @@ int main(int argc, char** argv) {
   else if (m == "waker") mode = Mode::kWaker;
   else if (m == "waker-plain") mode = Mode::kWakerPlain;
   else if (m == "spinner") mode = Mode::kSpinner;
+  else if (m == "spinall") mode = Mode::kSpinAll;
   else {
     std::fprintf(stderr, "export_writer: unknown mode '%s'\n", argv[1]);
     return 1;
   }
   const int nthreads = std::atoi(argv[2]);
   const double secs = std::atof(argv[3]);
-  if (nthreads < 1 || nthreads > GORO_MAX_M - 1 || nthreads > GORO_MAX_P || secs <= 0) {
-    std::fprintf(stderr, "export_writer: want 1..%d threads and a positive duration\n", GORO_MAX_P);
+  const int max_threads = mode == Mode::kSpinAll ? 4 * GORO_MAX_M : GORO_MAX_P;
+  if (nthreads < 1 || nthreads > max_threads || secs <= 0) {
+    std::fprintf(stderr, "export_writer: want 1..%d threads and a positive duration\n", max_threads);
     return 1;
   }
 
@@ -376,7 +390,7 @@ int main(int argc, char** argv) {
     if (blk == nullptr) return 2;
     store32(&blk->hdr.abi, GORO_EXPORT_ABI);
     store32(&blk->hdr.pid, static_cast<uint32_t>(getpid()));
-    store32(&blk->hdr.nm, static_cast<uint32_t>(nthreads) + 1);
+    store32(&blk->hdr.nm, std::min<uint32_t>(static_cast<uint32_t>(nthreads) + 1, GORO_MAX_M));
     store64(&blk->hdr.heartbeat_ns, mono_ns());
     if (mode == Mode::kStall) {
       // One runnable G on P0, which nobody owns: a lost wake-up.
