@@ -1414,6 +1414,14 @@ static std::atomic<bool> scx_recheck{false};
 static bool kernel_vetoes(bool* confirmed) GORO_REQUIRES(sched.lock) {
   ScxVerdict v = scx_checkdead_verdict(getm());
   *confirmed = v == ScxVerdict::kConfirms;
+  if (v == ScxVerdict::kOverruled) {
+    lock_print();
+    std::fprintf(stderr,
+                 "runtime: checkdead: the kernel view has vetoed this verdict for over %llds, longer than any thread "
+                 "stays runnable under sched_ext: not believed (stale or forged); trusting the runtime's own count\n",
+                 static_cast<long long>(kVetoBoundNs / 1000000000));
+    unlock_print();
+  }
   if (v != ScxVerdict::kSpurious) return false;
   scx_recheck.store(true, std::memory_order_relaxed);
   if (sched.sysmonwait.load()) {  // sysmon must be awake to re-check
@@ -1444,7 +1452,10 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
   if (!main_running.load(std::memory_order_acquire)) return;  // main returned: the work is over
   std::int32_t run0 = 0;
   std::int64_t run = mcount() - sched.nmidle - sched.nmidlelocked - sched.nmsys;
-  if (run > run0) return;
+  if (run > run0) {
+    scx_checkdead_alive();
+    return;
+  }
   scx_pubcounters(0);  // what the loader and the BPF side see of this moment
   if (run < 0) {
     lock_print();
@@ -1488,7 +1499,10 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
     fatal_("no goroutines (main called runtime.Goexit) - deadlock!");
   }
   // A pending timer will wake someone: not dead.
-  if (anytimers()) return;
+  if (anytimers()) {
+    scx_checkdead_alive();
+    return;
+  }
   if (kernel_vetoes(&confirmed)) return;
   sched.lock.unlock();
   if (debug.schedtrace > 0) schedtrace(debug.scheddetail > 0);

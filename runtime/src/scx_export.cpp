@@ -465,6 +465,13 @@ void scx_counters_end(goro_proc_export* x) {
 // ---------------------------------------------------------------------------
 // In-kernel checkdead
 // ---------------------------------------------------------------------------
+namespace {
+// When the current run of vetoes began (0: none); see kVetoBoundNs.
+std::int64_t veto_run_since = 0;
+}  // namespace
+
+void scx_checkdead_alive() { veto_run_since = 0; }
+
 ScxVerdict scx_checkdead_verdict(M* self) {
   goro_proc_export* x = scx_x();
   if (!x) return ScxVerdict::kNoView;
@@ -495,6 +502,9 @@ ScxVerdict scx_checkdead_verdict(M* self) {
     } else {
       continue;
     }
+    const std::int64_t now = nanotime();
+    if (veto_run_since == 0) veto_run_since = now;
+    if (now - veto_run_since > kVetoBoundNs) return ScxVerdict::kOverruled;
     std::uint64_t k = vetoes.fetch_add(1, std::memory_order_relaxed) + 1;
     scxdebugf("checkdead veto #%llu: kernel sees M%d (tid %u, %s%s P%d) %s", static_cast<unsigned long long>(k), i,
               tid, mstate_name(state), carrying ? " carrying" : "", pidx, why);

@@ -123,3 +123,18 @@ run_workloads_for() {
 		done
 	done
 }
+
+# as_nobody CMD ARGS...: runs CMD as the unprivileged uid/gid 65534 with no
+# supplementary groups (the attacker of the hostile-process tests).
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+
+# ci_stress SECS: the scx CI recipe -- stress-ng --aggressive (CPU hogs,
+# context-switch ping-pong, yielders) for SECS seconds in the foreground;
+# fails unless stress-ng exits 0 and scx_goro is still enabled afterwards.
+ci_stress() {
+	stress-ng --cpu 0 --switch 2 --yield 2 --aggressive --timeout "${1}s" --metrics-brief >"$work/stress.out" 2>&1
+	local st=$?
+	sed 's/^/    /' "$work/stress.out"
+	((st == 0)) || fail "stress-ng --aggressive exited $st"
+	loader_alive
+}
