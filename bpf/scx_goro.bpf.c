@@ -306,8 +306,6 @@ enum { MAX_DEBT_SLICES = 4 };
 
 /* A failed M-table scan is retried at most this often per task. */
 #define SCAN_RETRY_NS (1ULL * 1000 * 1000)
-/* The per-CPU record of what runs where covers this many CPUs. */
-#define MAX_CPUS 512
 /* include/linux/sched/signal.h: the group stop is complete. Not in BTF. */
 #define SIGNAL_STOP_STOPPED 0x00000001
 /* include/linux/sched.h: __TASK_STOPPED in task_struct::__state. */
@@ -464,7 +462,9 @@ struct {
  * What runs on each CPU, for the wake-preemption decision (policy e).
  * Written by ops.running/stopping of the task on that CPU, read racily
  * from any CPU: a stale entry at worst costs one unneeded preemption or
- * misses one.
+ * misses one. A per-CPU array of one entry, read for any CPU with
+ * bpf_map_lookup_percpu_elem(): the kernel sizes it for every possible
+ * CPU, so no CPU count is built in.
  */
 struct cpu_ctx {
 	u64 vtime;	/* the running task's vtime when it started */
@@ -473,8 +473,8 @@ struct cpu_ctx {
 	u32 tgid;	/* 0: nothing of ours running */
 };
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_CPUS);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
 	__type(key, u32);
 	__type(value, struct cpu_ctx);
 } cpu_ctxs SEC(".maps");
@@ -886,10 +886,12 @@ static u64 key_offset(struct task_struct *p, struct task_ctx *tctx)
 
 static struct cpu_ctx *cpu_ctx_of(s32 cpu)
 {
-	u32 key = cpu;
+	u32 zero = 0;
 
-	/* A map, not a .bss array: the verifier lost the bounds of the index. */
-	return bpf_map_lookup_elem(&cpu_ctxs, &key);
+	/* NULL for a CPU id at or beyond nr_cpu_ids (or negative). */
+	if (cpu < 0)
+		return NULL;
+	return bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
 }
 
 /*
@@ -906,8 +908,7 @@ static s32 find_victim(struct task_struct *p, u64 vtime, u64 now)
 	s32 best = -1;
 	int cpu;
 
-	if (n > MAX_CPUS)
-		n = MAX_CPUS;
+	/* Every CPU: O(nr_cpu_ids) per such wakeup (see "Beyond a few dozen CPUs"). */
 	goro_for(cpu, 0, n) {
 		struct cpu_ctx *cc = cpu_ctx_of(cpu);
 		u64 est, w;
