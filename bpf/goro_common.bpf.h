@@ -155,6 +155,21 @@ bool scx_bpf_task_set_dsq_vtime(struct task_struct *p, u64 vtime) __ksym __weak;
 /* Lockless look at a DSQ's first task (NULL: empty); the task may leave it any moment. */
 struct task_struct *scx_bpf_dsq_peek(u64 dsq_id) __ksym __weak;
 
+/*
+ * goro_newest(sym): use the newest kfunc if the kernel has it. The test
+ * build GORO_COMPAT_FALLBACK (the scx_goro_fallback loader, vm tests only)
+ * takes the older path instead wherever this kernel still offers one --
+ * the 5-argument vtime insert, direct stores, the DSQ iterator -- so that
+ * the paths 6.12-6.18 kernels take are run through a real verifier and
+ * scheduler here too. (scx_bpf_dispatch and scx_bpf_consume are gone from
+ * 7.x kernels; those two fallbacks cannot be run here.)
+ */
+#ifdef GORO_COMPAT_FALLBACK
+#define goro_newest(sym) (bpf_ksym_exists(sym) && 0)
+#else
+#define goro_newest(sym) bpf_ksym_exists(sym)
+#endif
+
 static __always_inline void goro_compat_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice,
 						   u64 enq_flags)
 {
@@ -168,7 +183,7 @@ static __always_inline void goro_compat_dsq_insert(struct task_struct *p, u64 ds
 static __always_inline bool goro_compat_dsq_insert_vtime(struct task_struct *p,
 							  struct scx_bpf_dsq_insert_vtime_args *args)
 {
-	if (bpf_ksym_exists(__scx_bpf_dsq_insert_vtime))
+	if (goro_newest(__scx_bpf_dsq_insert_vtime))
 		return __scx_bpf_dsq_insert_vtime(p, args);
 	if (bpf_ksym_exists(scx_bpf_dsq_insert_vtime))
 		scx_bpf_dsq_insert_vtime(p, args->dsq_id, args->slice, args->vtime, args->enq_flags);
@@ -188,7 +203,7 @@ static __always_inline bool goro_compat_dsq_move_to_local(u64 dsq_id)
 
 static __always_inline bool goro_compat_task_set_slice(struct task_struct *p, u64 slice)
 {
-	if (bpf_ksym_exists(scx_bpf_task_set_slice))
+	if (goro_newest(scx_bpf_task_set_slice))
 		return scx_bpf_task_set_slice(p, slice);
 	p->scx.slice = slice;
 	return true;
@@ -197,7 +212,7 @@ static __always_inline bool goro_compat_task_set_slice(struct task_struct *p, u6
 
 static __always_inline bool goro_compat_task_set_dsq_vtime(struct task_struct *p, u64 vtime)
 {
-	if (bpf_ksym_exists(scx_bpf_task_set_dsq_vtime))
+	if (goro_newest(scx_bpf_task_set_dsq_vtime))
 		return scx_bpf_task_set_dsq_vtime(p, vtime);
 	p->scx.dsq_vtime = vtime;
 	return true;
@@ -209,7 +224,7 @@ static __always_inline struct task_struct *goro_compat_dsq_peek(u64 dsq_id)
 	struct bpf_iter_scx_dsq it;
 	struct task_struct *p = NULL;
 
-	if (bpf_ksym_exists(scx_bpf_dsq_peek))
+	if (goro_newest(scx_bpf_dsq_peek))
 		return scx_bpf_dsq_peek(dsq_id);
 	/* Before 6.19: the first task the DSQ's iterator yields. */
 	if (!bpf_iter_scx_dsq_new(&it, dsq_id, 0))

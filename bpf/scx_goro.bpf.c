@@ -1549,6 +1549,16 @@ static void checkdead_slot(u32 slot, u64 now)
 		return;
 
 	/*
+	 * More Ps or Ms than the block describes (GOMAXPROCS above GORO_MAX_P
+	 * on a big machine, or over GORO_MAX_M Ms): an M we cannot see may be
+	 * running the Gs, so "nobody will pick them up" cannot be concluded.
+	 */
+	if (sc.gomaxprocs > GORO_MAX_P || sc.mcount > GORO_MAX_M) {
+		stall_clear(sp);
+		return;
+	}
+
+	/*
 	 * Whether there are runnable Gs, not how many: a sum that grows every
 	 * iteration keeps the verifier from ever seeing two iterations as
 	 * the same state ("sequence of jumps is too complex"). The loader
