@@ -1365,6 +1365,34 @@ void GORO_STRUCT_OPS(goro_stopping, struct task_struct *p, bool runnable)
 	}
 }
 
+/*
+ * ops.tick: the running task, at every tick. A thread that has stayed on
+ * its CPU since before its process attached, or since before its M record
+ * was filled in, passes through no other op while it keeps running, so the
+ * kernel view never learned of it. With two CPUs such a thread was soon
+ * preempted and seen; with four, a sysmon spinning while it hands a P over
+ * ran unseen, and the kernel view told the runtime's checkdead "M0 not
+ * runnable" (tests/vm/scx_goro_checkdead at --cpus 4). Here it is matched
+ * and published as running. Costs nothing for tasks of processes that are
+ * not attached (goro_resolve returns at the first test).
+ */
+void GORO_STRUCT_OPS(goro_tick, struct task_struct *p)
+{
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+	struct goro_ref r = {};
+	u64 now;
+
+	if (!tctx || tctx->counted == CNT_MATCHED || tctx->counted == CNT_SYSMON)
+		return;
+	now = bpf_ktime_get_ns();
+	if (!goro_resolve(p, tctx, &r, true, now) || r.midx < 0)
+		return;
+	if (tctx->counted == CNT_UNMATCHED)
+		account_quiescent(tctx, now);
+	account_runnable(p, tctx, &r, now);
+	kv_publish(&r, r.midx, km_make(GORO_KM_RUNNABLE | GORO_KM_RUNNING, scx_bpf_task_cpu(p), r.tid), now);
+}
+
 void GORO_STRUCT_OPS(goro_quiescent, struct task_struct *p, u64 deq_flags)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
@@ -1721,6 +1749,7 @@ struct sched_ext_ops goro_ops = {
 	.running = (void *)goro_running,
 	.stopping = (void *)goro_stopping,
 	.quiescent = (void *)goro_quiescent,
+	.tick = (void *)goro_tick,
 	.enable = (void *)goro_enable,
 	.init_task = (void *)goro_init_task,
 	.init = (void *)goro_init,
