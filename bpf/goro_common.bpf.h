@@ -48,10 +48,12 @@
  *         kernel checks that the caller owns the task), scx_bpf_dsq_peek.
  *   7.3   the exit kinds SCX_EXIT_PARENT_KILL, SCX_EXIT_ERROR_REENQ,
  *         SCX_EXIT_ERROR_RESCUE (7.2's BTF lacks them); scx_bpf_cpu_rq gone.
- * Tested in the VM: 7.2 and 7.3 (vmtest/run --kernel). 6.12 to 7.1 are
- * supported in code only: no Debian suite reachable from here serves a
- * sched_ext kernel of those versions (bookworm-backports' and trixie's
- * 6.12 are built without CONFIG_SCHED_CLASS_EXT).
+ * Tested in the VM: 7.2 and 7.3 (vmtest/run --kernel), and on them the
+ * pre-6.19 paths that 7.x still offers (GORO_COMPAT_FALLBACK below). 6.12
+ * to 7.1 are supported in code only: no Debian suite reachable from here
+ * serves a sched_ext kernel of those versions (bookworm-backports' and
+ * trixie's 6.12 are built without CONFIG_SCHED_CLASS_EXT), and the 6.12
+ * names scx_bpf_dispatch and scx_bpf_consume are gone from 7.x.
  *
  * Not used, on purpose: scx_bpf_now() (6.14; the rq clock, cheaper than
  * bpf_ktime_get_ns()) -- we compare our timestamps with the runtime's
