@@ -2494,9 +2494,14 @@ void schedtrace(bool detailed) GORO_NO_TSA {
 // Boot and shutdown
 // ---------------------------------------------------------------------------
 static std::int32_t ncpu() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    int n = CPU_COUNT(&set);
+  // A mask for up to 64K CPUs, as Go's getproccount: glibc's cpu_set_t has
+  // 1024 bits, and on a machine with more CPUs sched_getaffinity fails
+  // with EINVAL for it, which would fall back to the online count and
+  // ignore the affinity mask. Static: schedinit runs once, before any M.
+  constexpr std::size_t kMaxCPUs = 64 * 1024;
+  static unsigned long mask[kMaxCPUs / (8 * sizeof(unsigned long))];
+  if (sched_getaffinity(0, sizeof(mask), reinterpret_cast<cpu_set_t*>(mask)) == 0) {
+    int n = CPU_COUNT_S(sizeof(mask), reinterpret_cast<cpu_set_t*>(mask));
     if (n > 0) return n;
   }
   long n = sysconf(_SC_NPROCESSORS_ONLN);
