@@ -400,7 +400,7 @@ TEST(ChanOfMoveOnly, BufferedValuesAreDestroyedWithTheChannel) {
   });
 }
 
-TEST(ChanOfMoveOnly, FailedTrySendDestroysTheValue) {
+TEST(ChanOfMoveOnly, FailedTrySendOfATemporaryDestroysIt) {
   goro::run([] {
     goro::Chan<Tracked> unbuffered;
     EXPECT_FALSE(unbuffered.try_send(Tracked(1)));
@@ -410,6 +410,55 @@ TEST(ChanOfMoveOnly, FailedTrySendDestroysTheValue) {
     EXPECT_EQ(Tracked::live.load(), 1) << "only the buffered value may be alive";
     EXPECT_EQ(full.recv()->value, 2);
     EXPECT_EQ(Tracked::live.load(), 0);
+  });
+}
+
+TEST(ChanOfMoveOnly, FailedTrySendGivesTheValueBack) {
+  goro::run([] {
+    goro::Chan<std::unique_ptr<std::string>> full(1);
+    ASSERT_TRUE(full.try_send(std::make_unique<std::string>("first")));
+    auto v = std::make_unique<std::string>("second");
+    EXPECT_FALSE(full.try_send(std::move(v)));
+    ASSERT_NE(v, nullptr) << "a failed try_send must leave the moved-in value with the caller";
+    EXPECT_EQ(*v, "second");
+    EXPECT_EQ(**full.recv(), "first");
+    EXPECT_TRUE(full.try_send(std::move(v))) << "and the caller can send it later";
+    EXPECT_EQ(v, nullptr);
+    EXPECT_EQ(**full.recv(), "second");
+
+    goro::Chan<std::string> strings(1);
+    std::string s = "kept";
+    EXPECT_TRUE(strings.try_send(s));
+    EXPECT_FALSE(strings.try_send(s));
+    EXPECT_EQ(s, "kept") << "an lvalue argument is copied, never moved from";
+  });
+}
+
+TEST(Chan, TryRecvTellsWouldBlockFromClosed) {
+  goro::run([] {
+    for (int cap : {0, 2}) {
+      goro::Chan<int> c(cap);
+      bool closed = true;
+      EXPECT_FALSE(c.try_recv(closed).has_value());
+      EXPECT_FALSE(closed) << "chan[" << cap << "]: open and empty is 'would block'";
+      if (cap > 0) {
+        c.send(7);
+        c.close();
+        auto v = c.try_recv(closed);
+        ASSERT_TRUE(v.has_value()) << "a closed channel still yields what it buffered";
+        EXPECT_EQ(*v, 7);
+        EXPECT_FALSE(closed);
+      } else {
+        c.close();
+      }
+      EXPECT_FALSE(c.try_recv(closed).has_value());
+      EXPECT_TRUE(closed) << "chan[" << cap << "]: closed and drained";
+    }
+    goro::Chan<int> moved(1);
+    goro::Chan<int> taker(std::move(moved));
+    bool closed = true;
+    EXPECT_FALSE(moved.try_recv(closed).has_value());
+    EXPECT_FALSE(closed) << "a nil channel is never ready, and never closed";
   });
 }
 

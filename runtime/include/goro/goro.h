@@ -232,7 +232,15 @@ class Chan {
   // "send on closed channel" when the channel is closed.
   void send(T v) { detail::chansend(c_, &v, true); }
   // try_send is a send with a default case: false when it would block.
-  bool try_send(T v) { return detail::chansend(c_, &v, false); }
+  // The value is moved from only when the send happens: after false, the
+  // argument of try_send(std::move(v)) still holds its value, so the
+  // caller keeps it (to retry, or to use otherwise). An lvalue argument is
+  // copied and never changes.
+  bool try_send(T&& v) { return detail::chansend(c_, &v, false); }
+  bool try_send(const T& v) {
+    T copy(v);
+    return detail::chansend(c_, &copy, false);
+  }
 
   // recv blocks until a value arrives; empty once closed and drained.
   std::optional<T> recv() {
@@ -241,10 +249,17 @@ class Chan {
     return take(r, buf);
   }
   // try_recv is a receive with a default case: empty when it would block
-  // (check closed-ness with recv() if needed).
+  // or when the channel is closed and drained. The second form tells the
+  // two apart, as Go's `v, ok := <-c` in a select with a default does:
+  // closed is set to true only for a closed, drained channel.
   std::optional<T> try_recv() {
+    bool closed;
+    return try_recv(closed);
+  }
+  std::optional<T> try_recv(bool& closed) {
     alignas(T) unsigned char buf[sizeof(T)];
     auto r = detail::chanrecv(c_, buf, false);
+    closed = r.selected && !r.received;
     return take(r, buf);
   }
 
