@@ -154,6 +154,11 @@ bool scx_bpf_consume(u64 dsq_id) __ksym __weak;
 /* A root scheduler may also store to the fields directly; we do only before 6.19. */
 bool scx_bpf_task_set_slice(struct task_struct *p, u64 slice) __ksym __weak;
 bool scx_bpf_task_set_dsq_vtime(struct task_struct *p, u64 vtime) __ksym __weak;
+/* Move the task an iterator is at to another DSQ (6.13; 6.12 spelled it dispatch_from_dsq). */
+bool scx_bpf_dsq_move(struct bpf_iter_scx_dsq *it__iter, struct task_struct *p, u64 dsq_id,
+		      u64 enq_flags) __ksym __weak;
+bool scx_bpf_dispatch_from_dsq(struct bpf_iter_scx_dsq *it__iter, struct task_struct *p, u64 dsq_id,
+			       u64 enq_flags) __ksym __weak;
 /* Lockless look at a DSQ's first task (NULL: empty); the task may leave it any moment. */
 struct task_struct *scx_bpf_dsq_peek(u64 dsq_id) __ksym __weak;
 
@@ -235,6 +240,16 @@ static __always_inline struct task_struct *goro_compat_dsq_peek(u64 dsq_id)
 	return p;
 }
 #define scx_bpf_dsq_peek(dsq_id) goro_compat_dsq_peek(dsq_id)
+
+static __always_inline bool goro_compat_dsq_move(struct bpf_iter_scx_dsq *it, struct task_struct *p, u64 dsq_id,
+						 u64 enq_flags)
+{
+	if (bpf_ksym_exists(scx_bpf_dsq_move))
+		return scx_bpf_dsq_move(it, p, dsq_id, enq_flags);
+	if (bpf_ksym_exists(scx_bpf_dispatch_from_dsq))
+		return scx_bpf_dispatch_from_dsq(it, p, dsq_id, enq_flags);
+	return false;
+}
 
 /* Generic kfuncs. */
 bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;

@@ -296,6 +296,22 @@ const volatile __u64 stall_threshold_ns = 100ULL * 1000 * 1000;
 /* Starvation bound of the shared queue: see "Starvation bound" above. */
 enum { MAX_DEBT_SLICES = 4 };
 
+/*
+ * The real-time starvation bound: a task queued this long is run out of
+ * turn (goro_dispatch's rescue), at most RESCUE_SCAN_NS apart, looking at
+ * the RESCUE_SCAN tasks at the queue's tail (the largest keys: those the
+ * vtime bound still lets wait longest). The vtime bound alone is not
+ * enough: how fast the queue's head moves in real time falls with every
+ * task queued and every cost the kernel does not charge to a task (under
+ * TCG a context switch took 7 ms of a busy host), and khugepaged (weight
+ * 1) waited 5.6-8.8 s behind stress-ng and 128 plain threads -- past the
+ * watchdog. Far below timeout_ms, far above any fair wait of a normal run.
+ */
+const volatile __u64 starve_ns = 500ULL * 1000 * 1000;
+#define RESCUE_SCAN_NS (20ULL * 1000 * 1000)
+#define RESCUE_SCAN 8
+static u64 rescue_scan_at;
+
 /* A failed M-table scan is retried at most this often per task. */
 #define SCAN_RETRY_NS (1ULL * 1000 * 1000)
 /* include/linux/sched/signal.h: the group stop is complete. Not in BTF. */
@@ -424,6 +440,7 @@ struct task_ctx {
 	u64 next_scan_ns;	/* no new M-table scan before this */
 	u64 charged_sum;	/* p->se.sum_exec_runtime when last charged */
 	u64 woke_at;		/* ops.runnable time until the task runs; 0: none */
+	u64 queued_at;		/* when enqueue put it on the shared queue (starve_ns) */
 	u64 cnt_gen;		/* what we counted the task in: see CNT_* */
 	s32 cnt_slot;
 	s32 cnt_midx;
@@ -994,10 +1011,19 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 
 	stat_inc(GORO_STAT_ENQUEUE);
 
-	/* Queue order: see "Queue order". */
+	/*
+	 * Queue order: see "Queue order". The key obeys the starvation bound
+	 * as the vtime does: a low-weight task's offset is weighted like its
+	 * run time (up to 100 slices for weight 1) and would put it that far
+	 * behind everyone.
+	 */
 	if (tctx) {
 		key_off = key_offset(p, tctx);
+		if (time_before(vclock + MAX_DEBT_SLICES * slice_ns, vtime + key_off))
+			key_off = time_before(vtime, vclock + MAX_DEBT_SLICES * slice_ns) ?
+					  vclock + MAX_DEBT_SLICES * slice_ns - vtime : 0;
 		tctx->key_off = key_off;
+		tctx->queued_at = now;
 	}
 	if (fail_after_enqueues &&
 	    __sync_fetch_and_add(&nr_enqueues_total, 1) + 1 == fail_after_enqueues)
@@ -1056,6 +1082,54 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
  * running @prev -- with SCX_SLICE_DFL (20 ms) unless we refill its slice
  * ourselves, which we always do.
  */
+/*
+ * The real-time starvation bound (starve_ns): every RESCUE_SCAN_NS at most,
+ * one dispatching CPU looks at the tail of the shared queue and runs the
+ * first task there that has waited longer than starve_ns. True if it did.
+ */
+static bool starve_rescue(s32 cpu, u64 now)
+{
+	struct bpf_iter_scx_dsq it;
+	struct task_struct *p;
+	u64 last = rescue_scan_at;
+	bool moved = false;
+	int i;
+
+	if (now - last < RESCUE_SCAN_NS || !__sync_bool_compare_and_swap(&rescue_scan_at, last, now))
+		return false;
+	if (bpf_iter_scx_dsq_new(&it, GORO_SHARED_DSQ, SCX_DSQ_ITER_REV) == 0) {
+		for (i = 0; i < RESCUE_SCAN; i++) {
+			struct task_ctx *tctx;
+
+			p = bpf_iter_scx_dsq_next(&it);
+			if (!p)
+				break;
+			tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+			if (!tctx || !tctx->queued_at || now - tctx->queued_at < starve_ns)
+				continue;
+			/* Here if it may run here, else on its own CPU (pinned tasks). */
+			if (bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+				if (goro_compat_dsq_move(&it, p, SCX_DSQ_LOCAL, 0)) {
+					stat_inc(GORO_STAT_STARVE_RESCUE);
+					moved = true;
+					break;
+				}
+			} else {
+				s32 tcpu = scx_bpf_task_cpu(p);
+
+				if (tcpu >= 0 && bpf_cpumask_test_cpu(tcpu, p->cpus_ptr) &&
+				    goro_compat_dsq_move(&it, p, SCX_DSQ_LOCAL_ON | tcpu, 0)) {
+					stat_inc(GORO_STAT_STARVE_RESCUE);
+					scx_bpf_kick_cpu(tcpu, 0);
+					break;
+				}
+			}
+		}
+	}
+	bpf_iter_scx_dsq_destroy(&it);
+	return moved;
+}
+
 void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 {
 	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
@@ -1067,6 +1141,8 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 		if (ptctx)
 			charge(prev, ptctx);
 	}
+	if (starve_rescue(cpu, bpf_ktime_get_ns()))
+		return;
 	if (scx_bpf_dsq_move_to_local(GORO_SHARED_DSQ)) {
 		stat_inc(GORO_STAT_DISPATCH);
 		return;

@@ -75,6 +75,7 @@ enum goro_stat {
 	GORO_STAT_STALL_EVENTS,	 /* in-kernel checkdead reported a stall (one per episode) */
 	GORO_STAT_EVENTS_DROPPED, /* the `events` ring buffer was full */
 	GORO_STAT_WAKE_PREEMPT_OTHER, /* enqueue: another waking task owed CPU preempted a CPU */
+	GORO_STAT_STARVE_RESCUE, /* dispatch: a task queued longer than starve_ns was run out of turn */
 	GORO_NR_STATS,
 };
 

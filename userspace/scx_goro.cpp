@@ -226,6 +226,7 @@ constexpr const char* kStatNames[GORO_NR_STATS] = {
     "stall_events",    // GORO_STAT_STALL_EVENTS
     "events_dropped",  // GORO_STAT_EVENTS_DROPPED
     "wake_preempt_other",  // GORO_STAT_WAKE_PREEMPT_OTHER
+    "starve_rescue",   // GORO_STAT_STARVE_RESCUE
 };
 static_assert(sizeof(kStatNames) / sizeof(kStatNames[0]) == GORO_NR_STATS, "a name per stat");
 
