@@ -201,6 +201,11 @@
  *     another CPU frees up first: at most the rest of the waker's slice
  *     (7-11 ms), if the M goes on running Gs instead of blocking.
  *   - Weights honoured only within the starvation bound.
+ *   - A user task pinned to one CPU waits on the shared queue until that
+ *     CPU finds it first; while it heads the queue vclock cannot pass it,
+ *     so a steady stream of wakeups can keep it waiting (per-CPU kthreads
+ *     bypass the queue for this reason). Per-LLC/per-CPU queues (above)
+ *     are the real fix.
  *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
  *     in jiffies; the length of a jiffy is measured by the checkdead timer
  *     (we cannot read CONFIG_HZ: the target kernel has no IKCONFIG) and
@@ -313,6 +318,7 @@ enum { MAX_DEBT_SLICES = 4 };
 #define TASK_UNINTERRUPTIBLE_BIT 0x00000002
 /* include/linux/sched.h: task_struct::flags, the task is exiting. */
 #define PF_EXITING 0x00000004
+#define PF_KTHREAD 0x00200000
 /* include/uapi/linux/time.h; a #define, so not in vmlinux.h. */
 #define CLOCK_MONOTONIC 1
 #define NSEC_PER_SEC 1000000000ULL
@@ -1090,6 +1096,28 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 			w = r.word;
 	}
 	vtime = p->scx.dsq_vtime;
+
+	/*
+	 * A per-CPU kthread (ksoftirqd/N, a bound kworker) can run on one CPU
+	 * only. On the shared queue it waited until that CPU found it first
+	 * in vtime order -- but while it heads the queue the virtual clock
+	 * cannot pass it, so every task that wakes is placed ahead of it: at
+	 * --cpus 8, with a stream of wakeups, ksoftirqd/7 waited 5.3 s and the
+	 * watchdog ejected us (tests/vm/scx_goro_stress_attached). It goes
+	 * straight to its CPU's local DSQ instead, as scx_bpfland does: such
+	 * kthreads run briefly, and the rest of the system waits on them.
+	 * (A user task pinned to one CPU still takes the shared queue: let
+	 * into the local DSQ, a pinned hog would own its CPU. See "Where it
+	 * falls short".)
+	 */
+	if ((p->flags & PF_KTHREAD) && p->nr_cpus_allowed == 1) {
+		s32 cpu = scx_bpf_task_cpu(p);
+
+		stat_inc(GORO_STAT_ENQUEUE);
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+		return;
+	}
 
 	/*
 	 * Starvation bound: see MAX_DEBT_SLICES. (Wakeups were placed in
