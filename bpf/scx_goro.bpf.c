@@ -204,8 +204,15 @@
  *   - A user task pinned to one CPU waits on the shared queue until that
  *     CPU finds it first; while it heads the queue vclock cannot pass it,
  *     so a steady stream of wakeups can keep it waiting (per-CPU kthreads
- *     bypass the queue for this reason). Per-LLC/per-CPU queues (above)
- *     are the real fix.
+ *     bypass the queue for this reason). Seen at --cpus 8: stress-ng's
+ *     switch and yield workers pin themselves, and a pinned switch worker
+ *     with a vtime lead waited 6.8 s behind three pinned yielders on its
+ *     CPU, each charged microseconds per (under TCG, millisecond-long)
+ *     stint -- the watchdog ejected us (scx_goro_stress_attached). Open.
+ *     What bounds it: in dispatch, a task of the shared queue that may
+ *     run here and has waited more than a bound in wall time (runnable_at)
+ *     is moved to this CPU (bpf_iter_scx_dsq + scx_bpf_dsq_move), or
+ *     per-CPU queues for pinned tasks; per-LLC queues (above) in the end.
  *   - The spin queue's age is read off the kernel's p->scx.runnable_at,
  *     in jiffies; the length of a jiffy is measured by the checkdead timer
  *     (we cannot read CONFIG_HZ: the target kernel has no IKCONFIG) and
