@@ -208,6 +208,15 @@
  *     goro job whose demand nears that share builds a backlog, and its
  *     latency is then hundreds of ms (see tests/bench/RESULTS.md, "The
  *     tail mode").
+ *   - A user task pinned to one CPU waits on the shared queue until that
+ *     CPU finds it first; while it heads the queue vclock cannot pass it,
+ *     so a steady stream of wakeups can keep it waiting (per-CPU kthreads
+ *     bypass the queue for this reason). Seen at --cpus 8: stress-ng's
+ *     pinned switch worker waited 6.8 s behind three pinned yielders on
+ *     its CPU, each charged microseconds per (under TCG, millisecond-long)
+ *     stint. The real-time bound (starve_ns) now runs such a task on its
+ *     own CPU after 500 ms; per-CPU queues for pinned tasks, and per-LLC
+ *     queues (above), are the better answer.
  *   - The stall check trusts the process's counters for "runnable Gs" and
  *     its M words for "in a syscall": a process can hide its own stall,
  *     or invent one (only an event line; nothing is acted on).
@@ -321,6 +330,7 @@ static u64 rescue_scan_at;
 #define TASK_UNINTERRUPTIBLE_BIT 0x00000002
 /* include/linux/sched.h: task_struct::flags, the task is exiting. */
 #define PF_EXITING 0x00000004
+#define PF_KTHREAD 0x00200000
 /* include/uapi/linux/time.h; a #define, so not in vmlinux.h. */
 #define CLOCK_MONOTONIC 1
 #define NSEC_PER_SEC 1000000000ULL
@@ -999,6 +1009,28 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 			w = r.word;
 	}
 	vtime = p->scx.dsq_vtime;
+
+	/*
+	 * A per-CPU kthread (ksoftirqd/N, a bound kworker) can run on one CPU
+	 * only. On the shared queue it waited until that CPU found it first
+	 * in vtime order -- but while it heads the queue the virtual clock
+	 * cannot pass it, so every task that wakes is placed ahead of it: at
+	 * --cpus 8, with a stream of wakeups, ksoftirqd/7 waited 5.3 s and the
+	 * watchdog ejected us (tests/vm/scx_goro_stress_attached). It goes
+	 * straight to its CPU's local DSQ instead, as scx_bpfland does: such
+	 * kthreads run briefly, and the rest of the system waits on them.
+	 * (A user task pinned to one CPU still takes the shared queue: let
+	 * into the local DSQ, a pinned hog would own its CPU. See "Where it
+	 * falls short".)
+	 */
+	if ((p->flags & PF_KTHREAD) && p->nr_cpus_allowed == 1) {
+		s32 cpu = scx_bpf_task_cpu(p);
+
+		stat_inc(GORO_STAT_ENQUEUE);
+		scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags);
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+		return;
+	}
 
 	/*
 	 * Starvation bound: see MAX_DEBT_SLICES. (Wakeups were placed in
