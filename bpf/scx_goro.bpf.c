@@ -255,6 +255,9 @@ const volatile __u64 wake_preempt_lag_ns = 1ULL * 1000 * 1000;
  */
 const volatile __u64 wake_victim_min_run_ns = 1ULL * 1000 * 1000;
 
+/* Whether an M the netpoller woke may preempt (policy e). Loader: --wake-preempt-netpoll. */
+const volatile bool wake_preempt_netpoll = true;
+
 /*
  * Placement of a waking task ("Lag, not sleep time" above): the most a
  * task can be owed when it goes to sleep, i.e. how far below the virtual
@@ -1028,7 +1031,15 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
 		}
-		if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
+		/*
+		 * An M the netpoller woke (I/O from another process, often a
+		 * writer about to block in its read) preempts only with
+		 * wake_preempt_netpoll; one the runtime woke to run more
+		 * goroutines in parallel (startm/wakep) always may.
+		 */
+		if (woken && GORO_MW_STATE(w) == GORO_M_NETPOLL && !wake_preempt_netpoll)
+			woken = false;
+		else if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
 			cpu = find_victim(p, vtime, now);
 			if (cpu >= 0) {
 				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_ns, enq_flags | SCX_ENQ_PREEMPT);

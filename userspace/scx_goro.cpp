@@ -96,6 +96,8 @@ void usage(FILE* out, const char* argv0) {
                "                        running task, to preempt it (default %" PRIu64 ")\n"
                "      --wake-victim-us N  ... and how long that task must have been on its CPU\n"
                "                        (0: any time; default 1000)\n"
+               "      --wake-preempt-netpoll on|off  whether an M the netpoller woke may preempt\n"
+               "                        (default on)\n"
                "      --policies LIST   the runtime-aware policies to use: 'e' (wake kicks: an M the\n"
                "                        runtime wakes to start work gets an idle or preempted CPU)\n"
                "                        or 'none' (default e)\n"
@@ -538,6 +540,7 @@ struct Options {
   uint64_t lag_us = kDefaultLagUs;
   uint64_t wake_preempt_us = kDefaultWakePreemptUs;
   uint64_t wake_victim_us = 1000;
+  bool wake_preempt_netpoll = true;
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
   bool partial = false;
@@ -558,6 +561,7 @@ Outcome run_once(const Options& o) {
   skel->rodata->max_lag_ns = o.lag_us * 1000;
   skel->rodata->wake_preempt_lag_ns = o.wake_preempt_us * 1000;
   skel->rodata->wake_victim_min_run_ns = o.wake_victim_us * 1000;
+  skel->rodata->wake_preempt_netpoll = o.wake_preempt_netpoll;
   skel->rodata->wake_preempt_mode = o.wake_preempt;
   skel->rodata->policies = o.policies;
   if (o.partial) skel->struct_ops.goro_ops->flags |= GORO_OPS_SWITCH_PARTIAL;
@@ -694,6 +698,7 @@ int main(int argc, char** argv) {
     kOptWakePreempt,
     kOptWakePreemptUs,
     kOptWakeVictimUs,
+    kOptWakePreemptNetpoll,
     kOptPolicies,
   };
   static const option long_opts[] = {
@@ -709,6 +714,7 @@ int main(int argc, char** argv) {
       {"wake-preempt", required_argument, nullptr, kOptWakePreempt},
       {"wake-preempt-us", required_argument, nullptr, kOptWakePreemptUs},
       {"wake-victim-us", required_argument, nullptr, kOptWakeVictimUs},
+      {"wake-preempt-netpoll", required_argument, nullptr, kOptWakePreemptNetpoll},
       {"policies", required_argument, nullptr, kOptPolicies},
       {"verbose", no_argument, nullptr, 'v'},
       {"version", no_argument, nullptr, 'V'},
@@ -764,6 +770,14 @@ int main(int argc, char** argv) {
         } else {
           return bad("--wake-preempt", optarg, "all, goro or off");
         }
+        break;
+      case kOptWakePreemptNetpoll:
+        if (std::strcmp(optarg, "on") == 0)
+          o.wake_preempt_netpoll = true;
+        else if (std::strcmp(optarg, "off") == 0)
+          o.wake_preempt_netpoll = false;
+        else
+          return bad("--wake-preempt-netpoll", optarg, "on or off");
         break;
       case kOptWakeVictimUs:
         if (std::strcmp(optarg, "0") == 0)
