@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * scx_goro - a sched_ext scheduler that knows about goro's Ms and Ps.
  *
@@ -313,8 +313,6 @@ enum { MAX_DEBT_SLICES = 4 };
 
 /* A failed M-table scan is retried at most this often per task. */
 #define SCAN_RETRY_NS (1ULL * 1000 * 1000)
-/* The per-CPU record of what runs where covers this many CPUs. */
-#define MAX_CPUS 512
 /* include/linux/sched/signal.h: the group stop is complete. Not in BTF. */
 #define SIGNAL_STOP_STOPPED 0x00000001
 /* include/linux/sched.h: __TASK_STOPPED in task_struct::__state. */
@@ -461,7 +459,9 @@ struct {
  * What runs on each CPU, for the wake-preemption decision (policy e).
  * Written by ops.running/stopping of the task on that CPU, read racily
  * from any CPU: a stale entry at worst costs one unneeded preemption or
- * misses one.
+ * misses one. A per-CPU array of one entry, read for any CPU with
+ * bpf_map_lookup_percpu_elem(): the kernel sizes it for every possible
+ * CPU, so no CPU count is built in.
  */
 struct cpu_ctx {
 	u64 vtime;	/* the running task's vtime when it started */
@@ -470,8 +470,8 @@ struct cpu_ctx {
 	u32 tgid;	/* 0: nothing of ours running */
 };
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_CPUS);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
 	__type(key, u32);
 	__type(value, struct cpu_ctx);
 } cpu_ctxs SEC(".maps");
@@ -866,10 +866,12 @@ static u64 key_offset(struct task_struct *p, struct task_ctx *tctx)
 
 static struct cpu_ctx *cpu_ctx_of(s32 cpu)
 {
-	u32 key = cpu;
+	u32 zero = 0;
 
-	/* A map, not a .bss array: the verifier lost the bounds of the index. */
-	return bpf_map_lookup_elem(&cpu_ctxs, &key);
+	/* NULL for a CPU id at or beyond nr_cpu_ids (or negative). */
+	if (cpu < 0)
+		return NULL;
+	return bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
 }
 
 /*
@@ -887,8 +889,7 @@ static s32 find_victim(struct task_struct *p, u64 vtime, u64 now)
 	s32 best = -1;
 	int cpu;
 
-	if (n > MAX_CPUS)
-		n = MAX_CPUS;
+	/* Every CPU: O(nr_cpu_ids) per such wakeup (see "Beyond a few dozen CPUs"). */
 	goro_for(cpu, 0, n) {
 		struct cpu_ctx *cc = cpu_ctx_of(cpu);
 		u64 est, w;
@@ -1201,6 +1202,34 @@ void GORO_STRUCT_OPS(goro_stopping, struct task_struct *p, bool runnable)
 	}
 }
 
+/*
+ * ops.tick: the running task, at every tick. A thread that has stayed on
+ * its CPU since before its process attached, or since before its M record
+ * was filled in, passes through no other op while it keeps running, so the
+ * kernel view never learned of it. With two CPUs such a thread was soon
+ * preempted and seen; with four, a sysmon spinning while it hands a P over
+ * ran unseen, and the kernel view told the runtime's checkdead "M0 not
+ * runnable" (tests/vm/scx_goro_checkdead at --cpus 4). Here it is matched
+ * and published as running. Costs nothing for tasks of processes that are
+ * not attached (goro_resolve returns at the first test).
+ */
+void GORO_STRUCT_OPS(goro_tick, struct task_struct *p)
+{
+	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+	struct goro_ref r = {};
+	u64 now;
+
+	if (!tctx || tctx->counted == CNT_MATCHED || tctx->counted == CNT_SYSMON)
+		return;
+	now = bpf_ktime_get_ns();
+	if (!goro_resolve(p, tctx, &r, true, now) || r.midx < 0)
+		return;
+	if (tctx->counted == CNT_UNMATCHED)
+		account_quiescent(tctx, now);
+	account_runnable(p, tctx, &r, now);
+	kv_publish(&r, r.midx, km_make(GORO_KM_RUNNABLE | GORO_KM_RUNNING, scx_bpf_task_cpu(p), r.tid), now);
+}
+
 void GORO_STRUCT_OPS(goro_quiescent, struct task_struct *p, u64 deq_flags)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
@@ -1385,6 +1414,16 @@ static void checkdead_slot(u32 slot, u64 now)
 		return;
 
 	/*
+	 * More Ps or Ms than the block describes (GOMAXPROCS above GORO_MAX_P
+	 * on a big machine, or over GORO_MAX_M Ms): an M we cannot see may be
+	 * running the Gs, so "nobody will pick them up" cannot be concluded.
+	 */
+	if (sc.gomaxprocs > GORO_MAX_P || sc.mcount > GORO_MAX_M) {
+		stall_clear(sp);
+		return;
+	}
+
+	/*
 	 * Whether there are runnable Gs, not how many: a sum that grows every
 	 * iteration keeps the verifier from ever seeing two iterations as
 	 * the same state ("sequence of jumps is too complex"). The loader
@@ -1534,6 +1573,7 @@ struct sched_ext_ops goro_ops = {
 	.running = (void *)goro_running,
 	.stopping = (void *)goro_stopping,
 	.quiescent = (void *)goro_quiescent,
+	.tick = (void *)goro_tick,
 	.enable = (void *)goro_enable,
 	.init_task = (void *)goro_init_task,
 	.init = (void *)goro_init,

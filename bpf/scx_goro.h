@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-3-Clause */
 /*
  * scx_goro.h - the whole contract between scx_goro's BPF side and userspace.
  *
@@ -226,15 +226,17 @@ struct goro_exit_info {
  *   2. The process connects to the loader's SOCK_SEQPACKET Unix socket at
  *      GORO_SCX_SOCK and sends struct goro_hello. The loader learns who is
  *      asking from the kernel (SO_PEERCRED: the caller's tgid), not from
- *      the message; it picks a free slot, zeroes the slot's block, writes
- *      the kernel-owned header fields, records slot -> tgid in the BPF-only
+ *      the message; it picks a free slot, creates a new block map for this
+ *      attach and puts it into the slot of `goro_procs`, writes the
+ *      kernel-owned header fields, records slot -> tgid in the BPF-only
  *      map `goro_slot_owner` and tgid -> slot in `goro_tgid_slot`, and
  *      answers with struct goro_welcome plus the map's fd (SCM_RIGHTS).
  *   3. The process keeps the connection open for its whole life (close-on-
  *      exec). When it exits -- or is SIGKILLed -- the socket closes and the
  *      loader frees the slot: ownership records first, then the block is
- *      zeroed and the slot's generation bumped. State of a dead process is
- *      gone as soon as the loader sees the hang-up.
+ *      taken out of `goro_procs`, zeroed and dropped; the next attach gets
+ *      a new block and generation. State of a dead process is gone as soon
+ *      as the loader sees the hang-up.
  *
  * Isolation. A process holds the fd of its own block and of no other: it
  * can only describe its own threads. The BPF side applies a block's
@@ -244,7 +246,11 @@ struct goro_exit_info {
  * (root can open any map by id; root can also ptrace. Not a boundary we
  * try to draw.) A forked child inherits the mapping but not the ownership:
  * its threads have another tgid and its writes only hurt its parent's
- * description of itself.
+ * description of itself. An mmap cannot be revoked, so whoever kept a
+ * mapping of a block (a process that closed its connection, a forked
+ * child, a receiver of the fd) keeps it after the slot is freed: that is
+ * why every attach gets a block of its own, never one an earlier owner
+ * has seen.
  *
  * Alternatives we did not take: one big mmapable array for everybody (any
  * process could rewrite any other's slot); a BPF arena (the same: one

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 //
 // AttachServer: see attach_server.h, and "The runtime export" in
 // bpf/scx_goro.h for the protocol this implements.
@@ -38,41 +38,25 @@ size_t AttachServer::block_map_size() {
   return (sizeof(goro_proc_export) + page - 1) / page * page;
 }
 
-AttachServer::~AttachServer() {
-  stop();
-  for (uint32_t i = 0; i < GORO_MAX_PROCS && blocks_created_; i++) {
-    if (blk_[i] != nullptr) munmap(blk_[i], block_map_size());
-    if (inner_fd_[i] >= 0) close(inner_fd_[i]);
-  }
-}
+AttachServer::~AttachServer() { stop(); }
 
-bool AttachServer::create_blocks(const Maps& maps, std::string* err) {
-  maps_ = maps;
-  for (int& fd : inner_fd_) fd = -1;
-  blocks_created_ = true;
+bool AttachServer::new_block(uint32_t slot, int* fd_out, goro_proc_export** blk_out) {
   // Must match the inner map template in scx_goro.bpf.c (struct goro_proc_map)
   // exactly, or the insert into goro_procs fails with EINVAL.
   LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
-  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
-    char name[16];
-    std::snprintf(name, sizeof(name), "goro_proc%u", i);
-    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(uint32_t), sizeof(goro_proc_export), 1, &opts);
-    if (fd < 0) {
-      *err = std::string("creating block map ") + name + ": " + std::strerror(errno);
-      return false;
-    }
-    inner_fd_[i] = fd;
-    void* p = mmap(nullptr, block_map_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-      *err = std::string("mmap of block map ") + name + ": " + std::strerror(errno);
-      return false;
-    }
-    blk_[i] = static_cast<goro_proc_export*>(p);
-    if (bpf_map_update_elem(maps_.procs_fd, &i, &fd, BPF_ANY) != 0) {
-      *err = std::string("inserting ") + name + " into goro_procs: " + std::strerror(errno);
-      return false;
-    }
+  char name[16];
+  std::snprintf(name, sizeof(name), "goro_proc%u", slot);
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(uint32_t), sizeof(goro_proc_export), 1, &opts);
+  if (fd < 0) return false;
+  void* p = mmap(nullptr, block_map_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return false;
   }
+  *fd_out = fd;
+  *blk_out = static_cast<goro_proc_export*>(p);
   return true;
 }
 
@@ -135,20 +119,31 @@ std::vector<AttachServer::Attached> AttachServer::attached() {
   std::lock_guard<std::mutex> lk(mu_);
   std::vector<Attached> out;
   for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
-    if (slots_[i].conn >= 0) out.push_back({i, slots_[i].tgid, slots_[i].gen, blk_[i]});
+    if (slots_[i].conn >= 0) {
+      Attached a = {i, slots_[i].tgid, slots_[i].gen, {}};
+      std::memcpy(a.m, slots_[i].blk->m, sizeof(a.m));
+      out.push_back(a);
+    }
   return out;
 }
 
 // Frees @slot: the ownership records first (from then on the BPF side
-// ignores the block), then the block is zeroed; the next attach gets a
-// new generation. mu_ must be held.
+// ignores the block), then the block leaves goro_procs and is zeroed (the
+// former owner's mapping, if it kept one, shows nothing of its own past)
+// and dropped; the next attach gets a new block and a new generation.
+// mu_ must be held.
 void AttachServer::free_slot(uint32_t slot) {
   Slot& s = slots_[slot];
   bpf_map_delete_elem(maps_.tgid_fd, &s.tgid);
   goro_slot_owner none = {};
   bpf_map_update_elem(maps_.owner_fd, &slot, &none, BPF_ANY);
   __atomic_add_fetch(maps_.attach_seq, 1, __ATOMIC_SEQ_CST);
-  std::memset(blk_[slot], 0, sizeof(goro_proc_export));
+  bpf_map_delete_elem(maps_.procs_fd, &slot);
+  if (s.blk != nullptr) {
+    std::memset(s.blk, 0, sizeof(goro_proc_export));
+    munmap(s.blk, block_map_size());
+  }
+  if (s.map_fd >= 0) close(s.map_fd);
   close(s.conn);
   s = Slot{};
 }
@@ -223,31 +218,42 @@ void AttachServer::handle_hello(int fd) {
     close(fd);
     return;
   }
+  int map_fd = -1;
+  goro_proc_export* b = nullptr;
+  if (!new_block(slot, &map_fd, &b)) {
+    std::fprintf(stderr, "scx_goro: attach of pid %u: creating its block: %s\n", tgid, std::strerror(errno));
+    reply(fd, -ENOMEM, 0, 0, -1);
+    close(fd);
+    return;
+  }
   const uint64_t gen = ++next_gen_;
-  goro_proc_export* b = blk_[slot];
-  std::memset(b, 0, sizeof(*b));
   b->hdr.magic = GORO_EXPORT_MAGIC;
   b->hdr.slot = slot;
   b->hdr.flags = attach_flags_;
   b->hdr.gen = gen;
   // Ownership records after the block is ready, tgid -> slot last: the BPF
   // side starts from the tgid.
+  // The block goes into goro_procs first, the ownership records after it,
+  // tgid -> slot last: the BPF side starts from the tgid.
   goro_slot_owner own = {tgid, 0, gen};
   goro_tgid_slot ts = {slot, 0, gen};
-  if (bpf_map_update_elem(maps_.owner_fd, &slot, &own, BPF_ANY) != 0 ||
+  if (bpf_map_update_elem(maps_.procs_fd, &slot, &map_fd, BPF_ANY) != 0 ||
+      bpf_map_update_elem(maps_.owner_fd, &slot, &own, BPF_ANY) != 0 ||
       bpf_map_update_elem(maps_.tgid_fd, &tgid, &ts, BPF_ANY) != 0) {
-    std::fprintf(stderr, "scx_goro: attach of pid %u: updating the ownership maps: %s\n", tgid,
-                 std::strerror(errno));
+    std::fprintf(stderr, "scx_goro: attach of pid %u: updating the maps: %s\n", tgid, std::strerror(errno));
     goro_slot_owner none = {};
     bpf_map_update_elem(maps_.owner_fd, &slot, &none, BPF_ANY);
     bpf_map_delete_elem(maps_.tgid_fd, &tgid);
+    bpf_map_delete_elem(maps_.procs_fd, &slot);
+    munmap(b, block_map_size());
+    close(map_fd);
     reply(fd, -ENOSPC, 0, 0, -1);
     close(fd);
     return;
   }
   __atomic_add_fetch(maps_.attach_seq, 1, __ATOMIC_SEQ_CST);
-  slots_[slot] = Slot{fd, tgid, gen};
-  reply(fd, 0, slot, gen, inner_fd_[slot]);
+  slots_[slot] = Slot{fd, tgid, gen, map_fd, b};
+  reply(fd, 0, slot, gen, map_fd);
 }
 
 void AttachServer::run() {

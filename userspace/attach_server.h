@@ -1,11 +1,17 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 //
 // AttachServer: the loader's half of the runtime export (bpf/scx_goro.h,
-// "The runtime export"). It owns the GORO_MAX_PROCS per-process blocks
-// (one mmapable BPF array map each, inner maps of `goro_procs`), the
-// ownership records in `goro_slot_owner` / `goro_tgid_slot`, and the
-// SOCK_SEQPACKET server at GORO_SCX_SOCK through which goro processes
-// attach.
+// "The runtime export"). It owns the per-process blocks (one mmapable BPF
+// array map each, inner maps of `goro_procs`), the ownership records in
+// `goro_slot_owner` / `goro_tgid_slot`, and the SOCK_SEQPACKET server at
+// GORO_SCX_SOCK through which goro processes attach.
+//
+// Every attach gets a block of its own: a new map, created for it and
+// swapped into its slot of `goro_procs`; freeing the slot takes the map out
+// again. An mmap cannot be revoked, so a former owner that kept its
+// mapping (it closed the socket, forked, passed the fd on) still has its
+// old block -- and nothing else: it never shares memory with whoever owns
+// the slot next.
 //
 // Threads: the server runs on its own thread, so a slow or malicious client
 // can never stall the loader's main loop (stats, events, exit detection).
@@ -29,12 +35,12 @@ class AttachServer {
     volatile __u64* attach_seq;  // the BPF .bss counter bumped at every (de)attach
   };
 
-  // A copy of one attached slot's identity, with its block (for stats).
+  // A copy of one attached slot's identity and M table (for stats).
   struct Attached {
     uint32_t slot;
     uint32_t tgid;
     uint64_t gen;
-    const goro_proc_export* blk;
+    goro_m_export m[GORO_MAX_M];
   };
 
   AttachServer() = default;
@@ -42,9 +48,9 @@ class AttachServer {
   AttachServer& operator=(const AttachServer&) = delete;
   ~AttachServer();
 
-  // Creates and mmaps the blocks and inserts them into goro_procs. Must run
-  // before the struct_ops map is attached. False with *err on failure.
-  bool create_blocks(const Maps& maps, std::string* err);
+  // Takes the maps; blocks are created per attach. Must run before the
+  // struct_ops map is attached.
+  void set_maps(const Maps& maps) { maps_ = maps; }
   // Binds GORO_SCX_SOCK (replacing a stale one) and starts the thread.
   bool start(uint32_t attach_flags, std::string* err);
   // Stops the thread, closes every connection, frees every slot, removes the socket.
@@ -58,6 +64,8 @@ class AttachServer {
     int conn = -1;  // the process's connection; -1: slot free
     uint32_t tgid = 0;
     uint64_t gen = 0;
+    int map_fd = -1;                  // this attach's block (inner map of goro_procs)
+    goro_proc_export* blk = nullptr;  // the loader's mapping of it
   };
   struct Pending {
     int fd;
@@ -67,13 +75,12 @@ class AttachServer {
   void run();
   void handle_hello(int fd);
   void free_slot(uint32_t slot);  // mu_ held
+  // A new block for an attach of @slot, mapped; false with errno.
+  bool new_block(uint32_t slot, int* fd, goro_proc_export** blk);
   void reply(int fd, int32_t status, uint32_t slot, uint64_t gen, int map_fd);
 
   Maps maps_{};
   uint32_t attach_flags_ = 0;
-  int inner_fd_[GORO_MAX_PROCS];
-  goro_proc_export* blk_[GORO_MAX_PROCS] = {};
-  bool blocks_created_ = false;
   Slot slots_[GORO_MAX_PROCS];
   std::vector<Pending> pending_;
   uint64_t next_gen_ = 0;

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 //
 // scx_goro - loader for the scx_goro sched_ext scheduler (bpf/scx_goro.bpf.c).
 //
@@ -47,12 +47,13 @@
 #include <vector>
 
 #include "attach_server.h"
+#include "goro/version.h"  // the version, from CMake project(VERSION)
 #include "scx_goro.h"
 #include "scx_goro.skel.h"
 
 namespace {
 
-constexpr const char* kVersion = "0.2";
+constexpr const char* kVersion = GORO_VERSION_STRING;
 constexpr const char* kSchedExtDir = "/sys/kernel/sched_ext";
 constexpr const char* kBpfFs = "/sys/fs/bpf";
 constexpr uint64_t kDefaultSliceUs = 7000;
@@ -261,11 +262,11 @@ struct Procs {
   uint32_t m_states[GORO_M_NR_STATES] = {};
 };
 
-void add_block(const goro_proc_export& b, Procs* p) {
+void add_block(const goro_m_export* m, Procs* p) {
   p->attached++;
   for (uint32_t i = 0; i < GORO_MAX_M; i++) {
-    if (b.m[i].tid == 0) continue;
-    const uint32_t st = GORO_MW_STATE(b.m[i].word);
+    if (m[i].tid == 0) continue;
+    const uint32_t st = GORO_MW_STATE(m[i].word);
     if (st < GORO_M_NR_STATES) p->m_states[st]++;
   }
 }
@@ -517,7 +518,7 @@ int monitor(uint64_t secs, bool json) {
       if (fd < 0) continue;
       void* p = mmap(nullptr, map_size, PROT_READ, MAP_SHARED, fd, 0);
       if (p != MAP_FAILED) {
-        add_block(*static_cast<const goro_proc_export*>(p), &procs);
+        add_block(static_cast<const goro_proc_export*>(p)->m, &procs);
         munmap(p, map_size);
       }
       close(fd);
@@ -582,7 +583,8 @@ Outcome run_once(const Options& o) {
   AttachServer server;
   const AttachServer::Maps maps = {bpf_map__fd(skel->maps.goro_procs), bpf_map__fd(skel->maps.goro_slot_owner),
                                    bpf_map__fd(skel->maps.goro_tgid_slot), &skel->bss->attach_seq};
-  if (!server.create_blocks(maps, &err) || !ensure_bpffs(&err) || !pin_maps(skel, &err)) {
+  server.set_maps(maps);
+  if (!ensure_bpffs(&err) || !pin_maps(skel, &err)) {
     std::fprintf(stderr, "scx_goro: %s\n", err.c_str());
     remove_pins();
     scx_goro__destroy(skel);
@@ -635,7 +637,7 @@ Outcome run_once(const Options& o) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_stats_at >= std::chrono::seconds(o.stats_secs)) {
       Procs procs;
-      for (const AttachServer::Attached& a : server.attached()) add_block(*a.blk, &procs);
+      for (const AttachServer::Attached& a : server.attached()) add_block(a.m, &procs);
       Counters c = read_counters(stats_fd, hist_fd, nr_cpus);
       print_stats(c, last, procs, std::chrono::duration<double>(now - last_stats_at).count(), o.stats_json);
       last = c;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Channels, after Go's chan.go.
 //
 // Invariants (c.lock held):
@@ -99,9 +101,22 @@ void chan_bufrecv_locked(hchan* c, void* ep) {
   __atomic_store_n(&c->qcount, c->qcount - 1, __ATOMIC_RELAXED);
 }
 
+// A nil channel (a moved-from Chan) is Go's nil channel: a send or receive
+// on it blocks forever (the G is parked for good, so checkdead counts it),
+// a non-blocking one fails, close panics.
+[[noreturn]] static void park_forever(const char* reason) {
+  if (!getg()) throw_("operation on a nil channel outside a goroutine");
+  gopark(nullptr, nullptr, reason);
+  throw_("unreachable");
+}
+
 bool chansend(hchan* c, void* ep, bool block) GORO_NO_TSA {
   NoPreempt np;
   checkpreempt();
+  if (c == nullptr) {
+    if (!block) return false;
+    park_forever("chan send (nil chan)");
+  }
   // Fast path: a non-blocking send on a full, open channel fails without
   // the lock. See Go's chan.go for why the racy reads are fine: closed is
   // read after full-ness, and a channel never goes from closed to open.
@@ -148,6 +163,10 @@ bool chansend(hchan* c, void* ep, bool block) GORO_NO_TSA {
 RecvResult chanrecv(hchan* c, void* ep, bool block) GORO_NO_TSA {
   NoPreempt np;
   checkpreempt();
+  if (c == nullptr) {
+    if (!block) return {false, false};
+    park_forever("chan receive (nil chan)");
+  }
   // Fast path: a non-blocking receive on an empty channel.
   if (!block && c->empty()) {
     if (!c->closed.load(std::memory_order_acquire)) return {false, false};
@@ -193,6 +212,7 @@ RecvResult chanrecv(hchan* c, void* ep, bool block) GORO_NO_TSA {
 }
 
 void closechan(hchan* c) {
+  if (c == nullptr) goro::panic("close of nil channel");
   NoPreempt np;
   c->lock.lock();
   if (c->closed.load(std::memory_order_relaxed)) {
@@ -225,7 +245,7 @@ void closechan(hchan* c) {
   }
 }
 
-std::size_t chanlen(const hchan* c) noexcept { return __atomic_load_n(&c->qcount, __ATOMIC_RELAXED); }
-std::size_t chancap(const hchan* c) noexcept { return c->dataqsiz; }
+std::size_t chanlen(const hchan* c) noexcept { return c ? __atomic_load_n(&c->qcount, __ATOMIC_RELAXED) : 0; }
+std::size_t chancap(const hchan* c) noexcept { return c ? c->dataqsiz : 0; }
 
 }  // namespace goro::detail

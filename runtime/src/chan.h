@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Channel internals shared by chan.cpp and (later) select.cpp.
 #pragma once
 
@@ -36,7 +37,7 @@ struct hchan {
   std::size_t recvx = 0;
   WaitQ recvq;
   WaitQ sendq;
-  Lock lock;  // guards everything above except refs, ops, dataqsiz, buf
+  Lock lock{LockRank::hchan};  // guards everything above except refs, ops, dataqsiz, buf
 
   void* slot(std::size_t i) const { return buf + i * ops->size; }
   bool full() const {

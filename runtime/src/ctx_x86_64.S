@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 // The goroutine context switch for x86-64 System V: the only architecture
 // file. A context is just a saved stack pointer; everything else the
 // suspended side needs (callee-saved registers, the x87 control word and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // GORO_DEBUG: comma-separated key=value settings, like Go's GODEBUG.
 //
 //   schedtrace=MS     print a SCHED line every MS milliseconds (from sysmon)

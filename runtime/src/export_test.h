@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Test-only window into the runtime's internals, like Go's export_test.go.
 // Available only in goro_testing (GORO_TEST_HOOKS). Tests include it as
 // "export_test.h" (runtime/src is on goro_testing's private include path,
@@ -33,6 +35,14 @@ int runq_steal(LocalQueue* dst, LocalQueue* src, bool steal_runnext, int* stolen
 // The random coprime-stride enumeration used by stealWork: for `nprocs` Ps
 // and a random seed, the order in which Ps are visited.
 std::vector<int> steal_order(int nprocs, std::uint32_t seed);
+
+// The lock order (lockrank.h): takes a fresh lock of rank `outer`, then one
+// of rank `inner` (by rank name), then releases both. inner_higher: the
+// inner lock sits at the higher address. A violation is the runtime's
+// fatal error; an unknown name throws too.
+void lock_two(const char* outer, const char* inner, bool inner_higher);
+// The rank names in order, outermost first.
+std::vector<std::string> lock_rank_names();
 
 // A snapshot of the scheduler's counters, taken under sched.lock.
 struct SchedCounters {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Lock and Note on Linux futexes.
 //
 // The runtime's own locks must not park goroutines (they are taken on g0 and
@@ -12,6 +14,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
 
 #include "runtime.h"
 
@@ -24,7 +29,68 @@ long futex(std::atomic<std::uint32_t>* addr, int op, std::uint32_t val, const ti
                  nullptr, 0);
 }
 thread_local long t_tid = 0;
+
+#if defined(GORO_CHECKED_LOCKS)
+// The runtime locks this thread holds, in the order taken (lockrank.h).
+struct Held {
+  const void* lock;
+  LockRank rank;
+};
+constexpr int kMaxHeld = 16;
+thread_local Held t_held[kMaxHeld];
+thread_local int t_nheld = 0;
+
+constexpr bool kRankMulti[] = {
+#define GORO_LOCK_RANK_MULTI(name, multi, what) multi,
+    GORO_LOCK_RANKS(GORO_LOCK_RANK_MULTI)
+#undef GORO_LOCK_RANK_MULTI
+};
+
+[[noreturn]] void rank_violation(const void* l, LockRank r, const Held& h) {
+  std::fprintf(stderr, "runtime: lock ordering problem: acquiring %s (%p) while holding %s (%p); held:",
+               lockrank_name(r), l, lockrank_name(h.rank), h.lock);
+  for (int i = 0; i < t_nheld; i++) std::fprintf(stderr, " %s", lockrank_name(t_held[i].rank));
+  std::fprintf(stderr, "\n");
+  throw_("lock ordering problem");
+}
+
+// Called before a lock that may wait is taken: every lock held must rank
+// below it, or share a multi rank at a lower address.
+void rank_check(const void* l, LockRank r) {
+  for (int i = 0; i < t_nheld; i++) {
+    const Held& h = t_held[i];
+    if (h.rank < r) continue;
+    if (h.rank == r && kRankMulti[static_cast<int>(r)] && h.lock < l) continue;
+    rank_violation(l, r, h);
+  }
+}
+
+void rank_push(const void* l, LockRank r) {
+  if (t_nheld == kMaxHeld) throw_("lock: too many runtime locks held");
+  t_held[t_nheld++] = Held{l, r};
+}
+
+void rank_pop(const void* l) {
+  for (int i = t_nheld - 1; i >= 0; i--) {
+    if (t_held[i].lock != l) continue;
+    for (int j = i; j + 1 < t_nheld; j++) t_held[j] = t_held[j + 1];
+    t_nheld--;
+    return;
+  }
+  throw_("unlock of unlocked lock");
+}
+#endif
 }  // namespace
+
+const char* lockrank_name(LockRank r) {
+  static constexpr const char* kNames[] = {
+#define GORO_LOCK_RANK_NAME(name, multi, what) #name,
+      GORO_LOCK_RANKS(GORO_LOCK_RANK_NAME)
+#undef GORO_LOCK_RANK_NAME
+  };
+  auto i = static_cast<unsigned>(r);
+  return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "?";
+}
 
 int locks_held_by_thread() { return t_locks; }
 
@@ -47,6 +113,10 @@ static inline void procyield(int n) {
 }
 
 void Lock::lock() {
+#if defined(GORO_CHECKED_LOCKS)
+  rank_check(this, rank_);
+  rank_push(this, rank_);
+#endif
   t_locks++;
   std::uint32_t v = 0;
   if (key_.compare_exchange_strong(v, 1, std::memory_order_acquire)) {
@@ -89,6 +159,7 @@ bool Lock::try_lock() {
   if (key_.compare_exchange_strong(v, 1, std::memory_order_acquire)) {
     t_locks++;
 #if defined(GORO_CHECKED_LOCKS)
+    rank_push(this, rank_);
     owner_.store(current_thread_id(), std::memory_order_relaxed);
 #endif
     return true;
@@ -100,6 +171,7 @@ void Lock::unlock() {
 #if defined(GORO_CHECKED_LOCKS)
   GORO_ASSERT(owner_.load(std::memory_order_relaxed) == current_thread_id(), "unlock of unlocked lock");
   owner_.store(0, std::memory_order_relaxed);
+  rank_pop(this);
 #endif
   std::uint32_t v = key_.exchange(0, std::memory_order_release);
   t_locks--;
@@ -141,3 +213,52 @@ bool Note::tsleep(std::int64_t ns) {
 }
 
 }  // namespace goro::detail
+
+#if defined(GORO_TEST_HOOKS)
+#include "export_test.h"
+
+namespace goro::testexport {
+using detail::Lock;
+using detail::LockRank;
+
+static LockRank rank_named(const char* name) {
+  static constexpr const char* kNames[] = {
+#define GORO_LOCK_RANK_NAME(n, multi, what) #n,
+      GORO_LOCK_RANKS(GORO_LOCK_RANK_NAME)
+#undef GORO_LOCK_RANK_NAME
+  };
+  for (unsigned i = 0; i < sizeof kNames / sizeof kNames[0]; i++)
+    if (std::strcmp(kNames[i], name) == 0) return static_cast<LockRank>(i);
+  detail::throw_("lock_two: unknown lock rank");
+}
+
+void lock_two(const char* outer, const char* inner, bool inner_higher) {
+  alignas(Lock) unsigned char buf[2 * sizeof(Lock)];
+  Lock* lo = nullptr;
+  Lock* hi = nullptr;
+  if (inner_higher) {
+    lo = new (buf) Lock(rank_named(outer));
+    hi = new (buf + sizeof(Lock)) Lock(rank_named(inner));
+  } else {
+    hi = new (buf + sizeof(Lock)) Lock(rank_named(outer));
+    lo = new (buf) Lock(rank_named(inner));
+  }
+  Lock* first = inner_higher ? lo : hi;
+  Lock* second = inner_higher ? hi : lo;
+  first->lock();
+  second->lock();
+  second->unlock();
+  first->unlock();
+  lo->~Lock();
+  hi->~Lock();
+}
+
+std::vector<std::string> lock_rank_names() {
+  return {
+#define GORO_LOCK_RANK_NAME(n, multi, what) #n,
+      GORO_LOCK_RANKS(GORO_LOCK_RANK_NAME)
+#undef GORO_LOCK_RANK_NAME
+  };
+}
+}  // namespace goro::testexport
+#endif

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // epoll-based network poller. See netpoll.h.
 #include "netpoll.h"
 
@@ -19,7 +20,7 @@ struct PollDesc {
   PollDesc* link = nullptr;  // in the cache, guarded by pdcache lock
   PollDesc* alllink = nullptr;
   int fd = -1;
-  Lock lock;  // guards everything below except rg/wg
+  Lock lock{LockRank::polldesc};  // guards everything below except rg/wg
   std::atomic<std::uintptr_t> rg{pdNil};
   std::atomic<std::uintptr_t> wg{pdNil};
   std::atomic<bool> closing{false};
@@ -33,14 +34,14 @@ struct PollDesc {
 };
 
 namespace {
-Lock initlock;
+Lock initlock{LockRank::netpollinit};
 std::atomic<bool> inited{false};
 int epfd = -1;
 int breakfd = -1;
 std::atomic<std::uint32_t> wakesig{0};  // a netpoll_break is pending
 std::atomic<std::int32_t> waiters{0};
 
-Lock pdcachelock;
+Lock pdcachelock{LockRank::pdcache};
 PollDesc* pdcache = nullptr;
 PollDesc* allpds = nullptr;
 

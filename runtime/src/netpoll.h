@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // The network poller: epoll, with an eventfd to break a blocking poll.
 //
 // An M with nothing to do blocks in netpoll (findRunnable's last resort,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Asynchronous preemption: a goroutine that loops without reaching a safe
 // point (a channel operation, go, gosched, a lock...) still gives up its P.
 //

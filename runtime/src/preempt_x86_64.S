@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 // Asynchronous preemption, x86-64: the function the SIGURG handler makes
 // an interrupted goroutine "call" (see preempt.cpp).
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // The goroutine scheduler.
 //
 // This file follows Go 1.21's runtime/proc.go function by function; a reader
@@ -29,10 +31,10 @@
 // two sides always sees the other, so readied work is never stranded with
 // every M asleep.
 //
-// Locks: see runtime.h. sched.lock is held for idle lists, the global queue
-// and the counters checkdead reads; it is never held while a G runs user
-// code, and no other runtime lock is taken while holding it except the
-// print lock.
+// Locks: every runtime lock, what it guards and the order they nest in is
+// the table in lockrank.h (checked in checked builds). sched.lock is held
+// for idle lists, the global queue and the counters checkdead reads; it is
+// never held while a G runs user code.
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -76,17 +78,17 @@ constexpr std::int64_t kForcePreemptNS = 10 * 1000 * 1000;  // 10 ms
 constexpr std::int32_t kGoidCacheBatch = 16;
 
 // allgs: every G ever created that is not abandoned. Guarded by allglock.
-Lock allglock;
+Lock allglock{LockRank::allg};
 G* allgs = nullptr;
 std::atomic<std::int32_t> ngoroutines{0};  // live user Gs
 
-// allm: every M. Guarded by allmlock (never held with sched.lock... except
-// in schedtrace, which takes sched.lock first).
-Lock allmlock;
+// allm: every M. Guarded by allmlock (taken under sched.lock only by
+// schedtrace; lockrank.h).
+Lock allmlock{LockRank::allm};
 M* allm = nullptr;
 
 // The global free-G list.
-Lock gfreelock;
+Lock gfreelock{LockRank::gfree};
 G* gfree_global = nullptr;
 
 // Ps with nothing in them, as a bit mask for stealWork's fast skip.
@@ -136,7 +138,7 @@ static inline void setrunqsize(std::int32_t n) GORO_NO_TSA { __atomic_store_n(&s
 // ---------------------------------------------------------------------------
 // Printing and fatal errors
 // ---------------------------------------------------------------------------
-static Lock printlock;
+static Lock printlock{LockRank::print};
 void lock_print() GORO_NO_TSA { printlock.lock(); }
 void unlock_print() GORO_NO_TSA { printlock.unlock(); }
 
@@ -305,6 +307,13 @@ static inline void check_stack(G* gp) {
   }
 }
 
+#if defined(GORO_ASAN)
+// The G side of a finished ASan switch: preemptible again (see gogo).
+static inline void asan_switch_done(G* gp) {
+  gp->nopreempt.store(gp->nopreempt.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+#endif
+
 static void mcall(void (*fn)(G*), bool exiting) {
   M* mp = getm();
   G* gp = mp->curg;
@@ -324,6 +333,7 @@ static void mcall(void (*fn)(G*), bool exiting) {
   // Resumed, possibly on another M.
 #if defined(GORO_ASAN)
   __sanitizer_finish_switch_fiber(gp->asan_fake_stack, nullptr, nullptr);
+  asan_switch_done(gp);
 #endif
 }
 
@@ -333,6 +343,12 @@ static void gogo(M* mp, G* gp) {
   __tsan_switch_to_fiber(gp->tsan_fiber, 0);
 #endif
 #if defined(GORO_ASAN)
+  // ASan's switch is a pair: start here, finish on gp's side (gostart, or
+  // mcall's return). Until the finish, gp must not be preempted by signal:
+  // the preemption's own mcall would start a second switch inside this one
+  // ("starting fiber switch while in fiber switch"). The sigurg handler
+  // sees gp as running from the moment t_g is set.
+  gp->nopreempt.store(gp->nopreempt.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   __sanitizer_start_switch_fiber(&mp->g0_asan_fake_stack, reinterpret_cast<void*>(gp->stack.lo),
                                  gp->stack.hi - gp->stack.lo);
 #endif
@@ -1398,6 +1414,14 @@ static std::atomic<bool> scx_recheck{false};
 static bool kernel_vetoes(bool* confirmed) GORO_REQUIRES(sched.lock) {
   ScxVerdict v = scx_checkdead_verdict(getm());
   *confirmed = v == ScxVerdict::kConfirms;
+  if (v == ScxVerdict::kOverruled) {
+    lock_print();
+    std::fprintf(stderr,
+                 "runtime: checkdead: the kernel view has vetoed this verdict for over %llds, longer than any thread "
+                 "stays runnable under sched_ext: not believed (stale or forged); trusting the runtime's own count\n",
+                 static_cast<long long>(kVetoBoundNs / 1000000000));
+    unlock_print();
+  }
   if (v != ScxVerdict::kSpurious) return false;
   scx_recheck.store(true, std::memory_order_relaxed);
   if (sched.sysmonwait.load()) {  // sysmon must be awake to re-check
@@ -1428,7 +1452,10 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
   if (!main_running.load(std::memory_order_acquire)) return;  // main returned: the work is over
   std::int32_t run0 = 0;
   std::int64_t run = mcount() - sched.nmidle - sched.nmidlelocked - sched.nmsys;
-  if (run > run0) return;
+  if (run > run0) {
+    scx_checkdead_alive();
+    return;
+  }
   scx_pubcounters(0);  // what the loader and the BPF side see of this moment
   if (run < 0) {
     lock_print();
@@ -1472,7 +1499,10 @@ static void checkdead() GORO_REQUIRES(sched.lock) GORO_NO_TSA {
     fatal_("no goroutines (main called runtime.Goexit) - deadlock!");
   }
   // A pending timer will wake someone: not dead.
-  if (anytimers()) return;
+  if (anytimers()) {
+    scx_checkdead_alive();
+    return;
+  }
   if (kernel_vetoes(&confirmed)) return;
   sched.lock.unlock();
   if (debug.schedtrace > 0) schedtrace(debug.scheddetail > 0);
@@ -1569,6 +1599,7 @@ static void gostart(void* arg) {
   G* gp = static_cast<G*>(arg);
 #if defined(GORO_ASAN)
   __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+  asan_switch_done(gp);
 #endif
   gp->fn(gp->closure);
   gp->destroy(gp->closure);
@@ -2463,9 +2494,14 @@ void schedtrace(bool detailed) GORO_NO_TSA {
 // Boot and shutdown
 // ---------------------------------------------------------------------------
 static std::int32_t ncpu() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    int n = CPU_COUNT(&set);
+  // A mask for up to 64K CPUs, as Go's getproccount: glibc's cpu_set_t has
+  // 1024 bits, and on a machine with more CPUs sched_getaffinity fails
+  // with EINVAL for it, which would fall back to the online count and
+  // ignore the affinity mask. Static: schedinit runs once, before any M.
+  constexpr std::size_t kMaxCPUs = 64 * 1024;
+  static unsigned long mask[kMaxCPUs / (8 * sizeof(unsigned long))];
+  if (sched_getaffinity(0, sizeof(mask), reinterpret_cast<cpu_set_t*>(mask)) == 0) {
+    int n = CPU_COUNT_S(sizeof(mask), reinterpret_cast<cpu_set_t*>(mask));
     if (n > 0) return n;
   }
   long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Internal definitions of the goro runtime: Gs, Ms, Ps, the scheduler's
 // global state, and the low-level primitives they are built from.
 //
@@ -9,15 +10,11 @@
 //      gomaxprocs Ps.
 //   g0 every M's own thread stack, where the scheduler itself runs.
 //
-// Lock discipline (see "Locks" in proc.cpp for the full essay):
-//   sched.lock   guards the idle M list, the idle P list, the global run
-//                queue and every counter named n* in Sched (except the
-//                atomics nmspinning/npidle/needspinning, which are also
-//                read without it), plus P status changes to/from _Pidle.
-//   gfree.lock   guards the global free-G list.
-//   allglock     guards the list of all Gs.
-//   A P's local run queue is written only by the M that owns the P and
-//   read (stolen from) by anyone, lock-free.
+// Lock discipline: every runtime lock, what it guards and the order in
+// which they nest is the one table in lockrank.h (checked in checked
+// builds). Besides the locks: a P's local run queue is written only by the
+// M that owns the P and read (stolen from) by anyone, lock-free; the
+// atomics nmspinning/npidle/needspinning are also read without sched.lock.
 #pragma once
 
 #include <atomic>
@@ -27,6 +24,7 @@
 #include <cstring>
 
 #include "goro/goro.h"
+#include "lockrank.h"
 
 #if defined(__clang__)
 #define GORO_CAPABILITY(x) __attribute__((capability(x)))
@@ -94,6 +92,9 @@ void osyield();
 #endif
 class GORO_CAPABILITY("mutex") Lock {
  public:
+  explicit constexpr Lock(LockRank rank) : rank_(rank) {}
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
   void lock() GORO_ACQUIRE();
   void unlock() GORO_RELEASE();
   bool try_lock() GORO_TRY_ACQUIRE(true);
@@ -103,8 +104,24 @@ class GORO_CAPABILITY("mutex") Lock {
 
  private:
   std::atomic<std::uint32_t> key_{0};  // 0 unlocked, 1 locked, 2 contended
+  const LockRank rank_;                // its place in the lock order (lockrank.h)
   std::atomic<long> owner_{0};         // gettid-like id of the holder
 };
+
+static_assert(sizeof(Lock) == 16, "the rank lives in the key's padding");
+
+// Two locks of one multi rank (lockrank.h), taken in address order as the
+// lock order requires, and released.
+inline void lock_pair(Lock& a, Lock& b) GORO_ACQUIRE(a, b) GORO_NO_TSA {
+  Lock* lo = &a < &b ? &a : &b;
+  Lock* hi = &a < &b ? &b : &a;
+  lo->lock();
+  hi->lock();
+}
+inline void unlock_pair(Lock& a, Lock& b) GORO_RELEASE(a, b) GORO_NO_TSA {
+  a.unlock();
+  b.unlock();
+}
 
 // The sched_ext export's mapped block (scx_export.h); null when standalone.
 }  // namespace goro::detail
@@ -121,6 +138,7 @@ void scx_lockheld_slow(bool held);
 // M it took off the idle list) never races the previous holder's store.
 class GORO_CAPABILITY("mutex") SchedLock {
  public:
+  constexpr SchedLock() : l_(LockRank::sched) {}
   void lock() GORO_ACQUIRE() GORO_NO_TSA {
     l_.lock();
     if (__builtin_expect(scx_export.load(std::memory_order_relaxed) != nullptr, 0)) scx_lockheld_slow(true);
@@ -272,7 +290,7 @@ struct P {
 
   // Timers: a 4-ary min-heap on `when`, guarded by timersLock. timer0When
   // is the earliest `when` (0 if none), readable without the lock.
-  Lock timersLock;
+  Lock timersLock{LockRank::timers};
   struct RuntimeTimer** timers GORO_GUARDED_BY(timersLock) = nullptr;
   std::uint32_t ntimers GORO_GUARDED_BY(timersLock) = 0;
   std::uint32_t timerscap GORO_GUARDED_BY(timersLock) = 0;

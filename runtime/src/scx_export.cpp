@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime's side of the sched_ext export: attaching to scx_goro, the M
 // records, the stores behind every publication site, and the reading of the
 // kernel view when checkdead is about to give a verdict. The essay is at the
@@ -34,7 +35,7 @@ std::atomic<std::uint64_t> vetoes{0};
 
 // M records in use. Guarded by recordlock, a leaf lock taken only when an
 // M is created (newm), starts or ends, and when sysmon re-attaches.
-Lock recordlock;
+Lock recordlock{LockRank::scxrecord};
 bool record_used[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
 std::uint32_t record_nm GORO_GUARDED_BY(recordlock) = 0;
 // What a re-attach copies (the loader zeroes a block when its instance
@@ -464,6 +465,13 @@ void scx_counters_end(goro_proc_export* x) {
 // ---------------------------------------------------------------------------
 // In-kernel checkdead
 // ---------------------------------------------------------------------------
+namespace {
+// When the current run of vetoes began (0: none); see kVetoBoundNs.
+std::int64_t veto_run_since = 0;
+}  // namespace
+
+void scx_checkdead_alive() { veto_run_since = 0; }
+
 ScxVerdict scx_checkdead_verdict(M* self) {
   goro_proc_export* x = scx_x();
   if (!x) return ScxVerdict::kNoView;
@@ -494,6 +502,9 @@ ScxVerdict scx_checkdead_verdict(M* self) {
     } else {
       continue;
     }
+    const std::int64_t now = nanotime();
+    if (veto_run_since == 0) veto_run_since = now;
+    if (now - veto_run_since > kVetoBoundNs) return ScxVerdict::kOverruled;
     std::uint64_t k = vetoes.fetch_add(1, std::memory_order_relaxed) + 1;
     scxdebugf("checkdead veto #%llu: kernel sees M%d (tid %u, %s%s P%d) %s", static_cast<unsigned long long>(k), i,
               tid, mstate_name(state), carrying ? " carrying" : "", pidx, why);

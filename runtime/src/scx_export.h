@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime export: what this process tells scx_goro about its Ms and Ps,
 // and what scx_goro tells it back. The contract (layout, attach handshake,
 // M word packing, the "P ownership in flight" protocol, the kernel view) is
@@ -193,9 +194,21 @@ enum class ScxVerdict {
   kNoView,    // standalone, or the BPF side is not maintaining the view
   kSpurious,  // some other thread holding or carrying a P is runnable
   kConfirms,  // the view agrees: nothing that could run a G is runnable
+  kOverruled, // it would veto, but vetoes have lasted longer than any thread
+              // can stay runnable under sched_ext (kVetoBoundNs): not believed
 };
+// A run of vetoes with no sign of life in between (checkdead finding a
+// running M or a pending timer) longer than this is not believed: under
+// sched_ext no thread stays runnable past the watchdog's timeout (scx_goro's
+// is 5 s) without the scheduler being ejected, so such a view is stale or
+// forged (the block is our own memory: anything that kept a mapping of it
+// can write it). The runtime then trusts its own count.
+constexpr std::int64_t kVetoBoundNs = 6LL * 1000 * 1000 * 1000;
+// checkdead saw the process alive: a run of vetoes ends. sched.lock held.
+void scx_checkdead_alive();
 // Never blocks; tolerates a stale or garbage view (it is advice). On
 // kSpurious, counts the veto and prints one line under scxdebug=1.
+// sched.lock held (the run of vetoes is guarded by it).
 ScxVerdict scx_checkdead_verdict(M* self);
 std::uint64_t scx_vetoes();
 

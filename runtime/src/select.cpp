@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // select, after Go's select.go.
 //
 // selectgo implements the select statement over ncases cases (sends and
@@ -77,29 +79,46 @@ SelectResult selectgo(SelectCase* cases, int ncases, bool block) {
     gopark(nullptr, nullptr, "select (no cases)");
     throw_("unreachable");
   }
-  // Small selects keep their orders on the stack.
+  // Small selects keep their orders on the stack. Large ones need a third
+  // array: the positions sorted into lock order (below).
   std::uint16_t orderbuf[2 * 16];
   std::uint16_t* heapbuf = nullptr;
   std::uint16_t* pollorder = orderbuf;
   if (ncases > 16) {
-    heapbuf = new std::uint16_t[2 * static_cast<std::size_t>(ncases)];
+    heapbuf = new std::uint16_t[3 * static_cast<std::size_t>(ncases)];
     pollorder = heapbuf;
   }
   std::uint16_t* lockorder = pollorder + ncases;
 
-  // Random permutation (inside-out Fisher-Yates).
+  // Random permutation (inside-out Fisher-Yates) of the cases on non-nil
+  // channels: a case on a nil channel is never ready, so it takes no part
+  // (Go's select.go omits it the same way). norder of them remain.
+  int norder = 0;
   for (int i = 0; i < ncases; i++) {
-    std::uint32_t j = cheaprandn(static_cast<std::uint32_t>(i + 1));
-    pollorder[i] = pollorder[j];
+    if (cases[i].c == nullptr) continue;
+    std::uint32_t j = cheaprandn(static_cast<std::uint32_t>(norder + 1));
+    pollorder[norder] = pollorder[j];
     pollorder[j] = static_cast<std::uint16_t>(i);
+    norder++;
   }
-  // Lock order: by channel address. Built from the poll order with a
-  // stable sort, so that cases on the same channel keep their random
-  // relative order: they are enqueued in lock order, and which of them a
-  // partner finds first must be random too (Go's TestPseudoRandomSend).
-  for (int i = 0; i < ncases; i++) lockorder[i] = pollorder[i];
+  if (norder == 0) {
+    // Only nil channels: like select {} (or the default case).
+    delete[] heapbuf;
+    if (!block) return {-1, false};
+    gopark(nullptr, nullptr, "select (no cases)");
+    throw_("unreachable");
+  }
+  // From here on only the norder live cases count (the Sudogs are still
+  // indexed by case number: ntotal of them).
+  const int ntotal = ncases;
+  ncases = norder;
+  // Lock order: by channel address, stable with respect to the poll order,
+  // so that cases on the same channel keep their random relative order:
+  // they are enqueued in lock order, and which of them a partner finds
+  // first must be random too (Go's TestPseudoRandomSend).
   auto key = [&](std::uint16_t k) { return reinterpret_cast<std::uintptr_t>(cases[k].c); };
   if (ncases <= 32) {
+    for (int i = 0; i < ncases; i++) lockorder[i] = pollorder[i];
     for (int i = 1; i < ncases; i++) {  // insertion sort: stable, no allocation
       std::uint16_t v = lockorder[i];
       int j = i - 1;
@@ -110,7 +129,15 @@ SelectResult selectgo(SelectCase* cases, int ncases, bool block) {
       lockorder[j + 1] = v;
     }
   } else {
-    std::stable_sort(lockorder, lockorder + ncases, [&](std::uint16_t a, std::uint16_t b) { return key(a) < key(b); });
+    // Sort poll positions by (address, position): stable by construction,
+    // without std::stable_sort's temporary buffer.
+    std::uint16_t* pos = lockorder + ncases;
+    for (int i = 0; i < ncases; i++) pos[i] = static_cast<std::uint16_t>(i);
+    std::sort(pos, pos + ncases, [&](std::uint16_t a, std::uint16_t b) {
+      auto ka = key(pollorder[a]), kb = key(pollorder[b]);
+      return ka < kb || (ka == kb && a < b);
+    });
+    for (int i = 0; i < ncases; i++) lockorder[i] = pollorder[pos[i]];
   }
 
   sellock(cases, lockorder, ncases);
@@ -168,7 +195,7 @@ SelectResult selectgo(SelectCase* cases, int ncases, bool block) {
     G* gp = getg();
     if (!gp) throw_("select: called outside a goroutine");
     Sudog sgbuf[16];
-    Sudog* sgs = ncases <= 16 ? sgbuf : new Sudog[static_cast<std::size_t>(ncases)];
+    Sudog* sgs = ntotal <= 16 ? sgbuf : new Sudog[static_cast<std::size_t>(ntotal)];
     gp->param = nullptr;
     gp->selectDone.store(0, std::memory_order_relaxed);
     for (int i = 0; i < ncases; i++) {

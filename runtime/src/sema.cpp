@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Semaphores that park goroutines, and the sync primitives built on them:
 // WaitGroup and Mutex, after Go's sema.go, sync/waitgroup.go and
 // sync/mutex.go.
@@ -23,7 +25,7 @@ struct SemaWaiter {
 };
 
 struct SemaRoot {
-  Lock lock;
+  Lock lock{LockRank::semaroot};
   SemaWaiter* head = nullptr;
   SemaWaiter* tail = nullptr;
   std::atomic<std::uint32_t> nwait{0};  // waiters, read without the lock

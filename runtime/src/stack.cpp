@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Goroutine stacks.
 //
 // A G's stack is an anonymous mapping, committed lazily by the kernel page
@@ -36,7 +37,7 @@ namespace {
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kSlabStacks = 256;
 
-Lock stacklock;
+Lock stacklock{LockRank::stack};
 std::size_t guarded_budget = 0;  // how many more guarded stacks we may map
 bool budget_init = false;
 constexpr std::size_t kGuardedBatch = 32;

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // RWMutex and Cond, after Go's sync/rwmutex.go, sync/cond.go and the
 // notifyList half of runtime/sema.go. (Once is all inline in goro/sync.h.)
 //
@@ -149,7 +151,7 @@ namespace {
 
 constexpr int kNotifyLockTabSize = 61;
 struct alignas(64) NotifyLockPadded {
-  Lock lock;
+  Lock lock{LockRank::notifylist};
 };
 NotifyLockPadded notifylocks[kNotifyLockTabSize];
 

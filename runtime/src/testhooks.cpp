@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Test-only pause points: see testhooks.h. Threads parked here are OS
 // threads (Ms, sysmon) outside any goroutine, so plain std::mutex and
 // condition variables are the right tools.

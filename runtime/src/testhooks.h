@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Test-only pause points.
 //
 // GORO_TESTHOOK("name") marks a place in the runtime where a test may stop

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Runtime timers, after Go 1.21's time.go (simplified).
 //
 // Every P has a heap of timers. A timer is added to the heap of the P that
@@ -10,6 +12,8 @@
 // or modifying a timer never touches another P's heap. We take the P's
 // timersLock instead (a timer knows its P): simpler, and contention on one
 // P's timers is rare.
+#include <limits>
+
 #include "netpoll.h"
 #include "runtime.h"
 
@@ -157,8 +161,7 @@ std::int64_t checkTimers(P* pp, std::int64_t now, bool* ran) {
 
 void moveTimers(P* dst, P* src) {
   if (dst == src) return;
-  src->timersLock.lock();
-  dst->timersLock.lock();
+  lock_pair(src->timersLock, dst->timersLock);
   while (src->ntimers > 0) {
     RuntimeTimer* t = src->timers[0];
     heap_remove(src, t);
@@ -167,8 +170,7 @@ void moveTimers(P* dst, P* src) {
   }
   update_timer0(src);
   update_timer0(dst);
-  dst->timersLock.unlock();
-  src->timersLock.unlock();
+  unlock_pair(src->timersLock, dst->timersLock);
 }
 
 void cleartimers() {
@@ -224,6 +226,18 @@ static void sendTime(void* arg, std::uintptr_t) {
 namespace goro {
 using namespace detail;
 
+namespace {
+// when_after is the time d from now, saturating: like Go's when(), a
+// duration too large to add means "never" (the largest time), not an
+// overflow into the past that fires at once. A negative d means now.
+std::int64_t when_after(std::chrono::nanoseconds d) {
+  std::int64_t now = nanotime();
+  std::int64_t n = d.count() > 0 ? d.count() : 0;
+  if (n > std::numeric_limits<std::int64_t>::max() - now) return std::numeric_limits<std::int64_t>::max();
+  return now + n;
+}
+}  // namespace
+
 void sleep_for(std::chrono::nanoseconds d) {
   NoPreempt np;
   if (d.count() <= 0) return;
@@ -233,7 +247,7 @@ void sleep_for(std::chrono::nanoseconds d) {
     return;
   }
   RuntimeTimer t;
-  t.when = nanotime() + d.count();
+  t.when = when_after(d);
   t.f = [](void* arg, std::uintptr_t) { goready(static_cast<G*>(arg)); };
   t.arg = gp;
   // The timer is armed only once the G is parked (on g0), so its wake-up
@@ -249,7 +263,7 @@ void sleep_for(std::chrono::nanoseconds d) {
 Chan<Clock::time_point> after(std::chrono::nanoseconds d) {
   NoPreempt np;
   auto* a = new TimerImpl();
-  a->t.when = nanotime() + (d.count() > 0 ? d.count() : 0);
+  a->t.when = when_after(d);
   a->t.arg = a;
   a->t.f = [](void* arg, std::uintptr_t seq) {
     sendTime(arg, seq);
@@ -266,7 +280,7 @@ goro::Timer::Timer(std::chrono::nanoseconds d) : impl_(new TimerImpl()) {
   impl_->t.waitable = true;
   impl_->t.arg = impl_;
   impl_->t.f = sendTime;
-  impl_->t.when = nanotime() + (d.count() > 0 ? d.count() : 0);
+  impl_->t.when = when_after(d);
   addtimer(&impl_->t);
 }
 
@@ -286,7 +300,7 @@ bool goro::Timer::stop() {
 bool goro::Timer::reset(std::chrono::nanoseconds d) {
   NoPreempt np;
   bool active = deltimer(&impl_->t);
-  impl_->t.when = nanotime() + (d.count() > 0 ? d.count() : 0);
+  impl_->t.when = when_after(d);
   addtimer(&impl_->t);
   return active;
 }

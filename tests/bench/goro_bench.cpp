@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro_bench: Google Benchmark microbenchmarks of the goro runtime.
 //
 // Every goro benchmark calls goro::run once per benchmark run and loops

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro_scx_service: the goro workloads of the EEVDF vs scx_goro comparison
 // (vmtest/compare). Each command prints one line
 //   RESULT name=<command> key=value ...

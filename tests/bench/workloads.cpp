@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro_workloads NAME [ARGS]: the goro side of the Go comparison.
 //
 // Each workload is the same program as tests/bench/go/NAME.go, with the same

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Channels: Go's TestChan (chan_test.go) transcribed, one property per test,
 // each checked for every capacity 0..199 as Go does; then what Go cannot
 // have: channels of move-only and non-trivially destructible element types,
@@ -484,6 +486,82 @@ TEST(ChanOfNonTrivial, VectorsOfStringsRoundTrip) {
     c.send(want);
     EXPECT_EQ(done.recv(), std::optional<bool>(true)) << "vector<string> changed in transit";
     expect_only_main_left();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// A moved-from Chan is Go's nil channel (its blocking operations and close
+// are checked in child processes, crash_test.cpp).
+
+TEST(NilChan, NonBlockingOperationsFailAndLenCapAreZero) {
+  goro::run([] {
+    goro::Chan<int> c(3);
+    goro::Chan<int> live = std::move(c);
+    // NOLINTBEGIN(bugprone-use-after-move): the nil channel is the point
+    EXPECT_FALSE(c.try_send(1));
+    EXPECT_FALSE(c.try_recv().has_value());
+    EXPECT_EQ(c.len(), 0u);
+    EXPECT_EQ(c.cap(), 0u);
+    // NOLINTEND(bugprone-use-after-move)
+    EXPECT_TRUE(live.try_send(1)) << "the moved-to handle holds the channel";
+    EXPECT_EQ(live.cap(), 3u);
+  });
+}
+
+TEST(NilChan, NeverReadyInSelect) {
+  goro::run([] {
+    goro::Chan<int> n1, n2, ready(1);
+    goro::Chan<int> k1 = std::move(n1), k2 = std::move(n2);
+    // NOLINTBEGIN(bugprone-use-after-move)
+    for (int i = 0; i < 100; i++) {
+      EXPECT_EQ(goro::select(goro::on_recv(n1), goro::on_send(n2, 1), goro::on_default()), 2);
+      ASSERT_TRUE(ready.try_send(i));
+      EXPECT_EQ(goro::select(goro::on_recv(n1), goro::on_send(n2, 1), goro::on_recv(ready)), 2);
+    }
+    // More cases than the small-select path holds: the large path skips
+    // them too.
+    std::vector<goro::Chan<int>> nils(40);
+    for (auto& n : nils) goro::Chan<int> gone = std::move(n);
+    ASSERT_TRUE(ready.try_send(7));
+    int got = -1;
+    auto take = [&](std::optional<int> v) { got = v.value_or(-2); };
+    int taken = goro::select(goro::on_recv(nils[0]), goro::on_recv(nils[1]), goro::on_recv(nils[2]),
+                             goro::on_recv(nils[3]), goro::on_recv(nils[4]), goro::on_recv(nils[5]),
+                             goro::on_recv(nils[6]), goro::on_recv(nils[7]), goro::on_recv(nils[8]),
+                             goro::on_recv(nils[9]), goro::on_recv(nils[10]), goro::on_recv(nils[11]),
+                             goro::on_recv(nils[12]), goro::on_recv(nils[13]), goro::on_recv(nils[14]),
+                             goro::on_recv(nils[15]), goro::on_recv(nils[16]), goro::on_recv(nils[17]),
+                             goro::on_recv(ready, take));
+    EXPECT_EQ(taken, 18);
+    EXPECT_EQ(got, 7);
+    // NOLINTEND(bugprone-use-after-move)
+  });
+}
+
+TEST(NilChan, SendAndRecvBlockForever) {
+  goro::run([] {
+    // The blocked goroutines are abandoned when run returns: they own
+    // what they touch.
+    auto returned = std::make_shared<std::atomic<int>>(0);
+    auto started = std::make_shared<std::atomic<int>>(0);
+    goro::go([returned, started] {
+      goro::Chan<int> c;
+      goro::Chan<int> k = std::move(c);
+      started->fetch_add(1);
+      c.recv();  // NOLINT(bugprone-use-after-move)
+      returned->fetch_add(1);
+    });
+    goro::go([returned, started] {
+      goro::Chan<int> c;
+      goro::Chan<int> k = std::move(c);
+      started->fetch_add(1);
+      c.send(1);  // NOLINT(bugprone-use-after-move)
+      returned->fetch_add(1);
+    });
+    ASSERT_TRUE(eventually([&] { return started->load() == 2; }));
+    goro::sleep_for(50ms);
+    EXPECT_EQ(returned->load(), 0) << "an operation on a nil channel returned";
+    EXPECT_EQ(goro::num_goroutine(), 3) << "the blocked goroutines are still there, parked";
   });
 }
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Process-ending behaviour of the blocking operations (select, timers,
 // system calls, locked threads), checked from outside as crash_test.cpp
 // does: run a goro_testprog scenario in a child, with a timeout, and check

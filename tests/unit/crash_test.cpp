@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Behaviour that ends the process, checked from outside as Go's
 // crash_test.go does: run a goro_testprog scenario in a child process (with
 // a timeout, killed if it hangs), capture stdout and stderr together, and
@@ -196,6 +198,23 @@ TEST(Panic, FromAnyGoroutineEndsTheProcess) {
 
 TEST(Panic, CloseOfClosedChannel) {
   expect_crash("CloseClosedChannel", "panic: close of closed channel\n");
+}
+
+// A moved-from Chan is Go's nil channel.
+TEST(Panic, CloseOfNilChannel) {
+  expect_crash("CloseNilChannel", "panic: close of nil channel\n");
+}
+
+TEST(Deadlock, RecvOnNilChannelBlocksForever) {
+  expect_crash("NilChanRecvDeadlock", kDeadlock);
+}
+
+TEST(Deadlock, SendOnNilChannelBlocksForever) {
+  expect_crash("NilChanSendDeadlock", kDeadlock);
+}
+
+TEST(Deadlock, SelectOverOnlyNilChannelsBlocksForever) {
+  expect_crash("SelectOnlyNilChans", kDeadlock);
 }
 
 TEST(Panic, SendOnClosedChannel) {

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // lock_os_thread / unlock_os_thread: Go's TestLockOSThreadNesting,
 // TestBlockLocked (proc_test.go) and TestLockOSThreadExit's expectation
 // transcribed, plus the wiring contract goro.h states:

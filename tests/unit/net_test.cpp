@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // goro::net: sockets and pipes whose blocking operations park the
 // goroutine in the netpoller. Echo round trips over every network, many
 // connections at once, deadlines, close racing a blocked operation, big
@@ -11,6 +13,7 @@
 
 #include <goro/goro.h>
 #include <goro/net.h>
+#include "testutil.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -306,7 +309,10 @@ TEST(NetDeadline, ReadDeadlineExpiresWithTimeoutAndTheConnStaysUsable) {
 
     // Cleared: the same conn reads what arrives later.
     ASSERT_FALSE(p.client.set_read_deadline(net::no_deadline));
-    goro::go([&] {
+    // The writer may still be inside write() (its descriptor's locks) when
+    // the bytes reach us: it is joined before p dies.
+    goro_test::GoGroup writer;
+    writer.go([&] {
       goro::sleep_for(20ms);
       (void)p.server.write("late");
     });
@@ -333,7 +339,8 @@ TEST(NetDeadline, ExtendingTheDeadlineOfABlockedReadLetsItWaitLonger) {
     // clearing goroutine's 10 ms sleep overran a 40 ms deadline (about 1
     // run in 20 on a quiet host, every run at load 10).
     ASSERT_FALSE(p.client.set_read_deadline(300ms));
-    goro::go([&] {
+    goro_test::GoGroup clearer;  // joined before p dies, however the test ends
+    clearer.go([&] {
       goro::sleep_for(10ms);
       (void)p.client.set_read_deadline(net::no_deadline);  // while the read waits
       goro::sleep_for(400ms);
@@ -568,7 +575,8 @@ TEST(NetFile, WrappedEventfdReadsAndWrites) {
     auto f = net::wrap(efd);
     ASSERT_TRUE(f.ok()) << f.error().message();
     EXPECT_NE(fcntl(efd, F_GETFL) & O_NONBLOCK, 0) << "wrap must make the fd non-blocking";
-    goro::go([&] {
+    goro_test::GoGroup writer;  // still inside write() when the read returns: joined before f dies
+    writer.go([&] {
       goro::sleep_for(20ms);
       std::uint64_t one = 5;
       (void)f->write(&one, sizeof one);

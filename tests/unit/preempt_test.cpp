@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Preemption: a goroutine that never reaches a safe point must not starve
 // the others (Go's TestPreemption / AsyncPreempt testprog, on our API).
 //

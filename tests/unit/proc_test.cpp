@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Scheduler behaviour through the public API: Go's proc_test.go transcribed
 // (TestGoroutineParallelism{,2}, TestPingPongHog, TestYieldProgress,
 // TestNumGoroutine, TestStopTheWorldDeadlock), plus goro::run's contract.
@@ -213,16 +215,21 @@ TEST(Fairness, PingPongHogPairsShareTheP) {
     struct Ledger {
       std::atomic<long> count[2] = {0, 0};
       std::atomic<std::int64_t> p_time_ns[2] = {0, 0};
-      std::atomic<int> last_pair{-1};
-      std::atomic<std::int64_t> last_ns{0};
+      // took_token's read-modify-write is one step under mu: a player can
+      // be preempted inside it, and the other pair's player take a turn
+      // meanwhile (two separate exchanges then booked negative times).
+      goro::Mutex mu;
+      int last_pair = -1;        // guarded by mu
+      std::int64_t last_ns = 0;  // guarded by mu
       // Called by a player of `pair` as it receives the token.
       void took_token(int pair) {
+        std::lock_guard<goro::Mutex> lk(mu);
         const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                      Clock::now().time_since_epoch())
                                      .count();
-        const int prev = last_pair.exchange(pair);
-        const std::int64_t then = last_ns.exchange(now);
-        if (prev >= 0) p_time_ns[prev].fetch_add(now - then);
+        if (last_pair >= 0) p_time_ns[last_pair].fetch_add(now - last_ns);
+        last_pair = pair;
+        last_ns = now;
       }
     };
     auto ledger = std::make_shared<Ledger>();

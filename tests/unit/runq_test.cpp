@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // The P-local run queue and the steal order, tested directly through
 // export_test.h, as Go tests runqput/runqget/runqsteal/randomOrder through its
 // export_test.go (TestSchedLocalQueue, TestSchedLocalQueueSteal,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The runtime export (issue 5) and the runtime side of the in-kernel
 // checkdead (issue 6), on the host, without a kernel.
 //
@@ -305,7 +306,9 @@ class Child {
     auto deadline = Clock::now() + timeout;
     while (read_some(deadline)) {
     }
-    if (Clock::now() >= deadline) kill(pid_, SIGKILL);
+    // Not at EOF: the timeout (poll's milliseconds round down, so
+    // "now >= deadline" is not the test).
+    if (!eof_) kill(pid_, SIGKILL);
     int st = 0;
     waitpid(pid_, &st, 0);
     reaped_ = true;
@@ -331,13 +334,17 @@ class Child {
     if (poll(&p, 1, left) <= 0) return false;
     char buf[4096];
     ssize_t n = read(out_, buf, sizeof buf);
-    if (n <= 0) return false;
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
     output_.append(buf, static_cast<std::size_t>(n));
     return true;
   }
   pid_t pid_ = -1;
   int in_ = -1, out_ = -1;
   bool reaped_ = false;
+  bool eof_ = false;
   std::string output_;
 };
 
@@ -502,9 +509,19 @@ void expect_block_describes_spinner(const goro_proc_export* x, Child& c, std::ui
   }
   EXPECT_EQ(nsysmon, 1);
 
-  // The counters: a consistent snapshot, fresh, and right.
+  // The counters: a consistent snapshot, fresh, and right. Right about a
+  // moment after the spinner was seen running: sysmon's publication before
+  // that (up to a loop, 10 ms or more on a loaded host) may predate the
+  // spinner's goroutine and M.
   goro_sched_counters sc{};
-  ASSERT_TRUE(read_counters(x, &sc)) << "seqcount never even";
+  const std::uint64_t seen_ns = now_ns();
+  bool fresh = false;
+  for (auto d = Clock::now() + 5s; !fresh && Clock::now() < d;) {
+    ASSERT_TRUE(read_counters(x, &sc)) << "seqcount never even";
+    fresh = sc.published_ns >= seen_ns;
+    if (!fresh) std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_TRUE(fresh) << "sysmon published no counters within 5 s of the spinner running";
   EXPECT_EQ(sc.seq % 2, 0u);
   EXPECT_GT(sc.seq, 0u) << "counters were published";
   EXPECT_EQ(sc.gomaxprocs, 2u);
@@ -653,6 +670,33 @@ TEST(ScxCheckdead, KernelSeesAnMHandedAPRunnable_VetoesUntilTheViewAgrees) {
   ASSERT_NE(confirm, std::string::npos) << out;
   ASSERT_NE(fatal, std::string::npos) << out;
   EXPECT_LT(confirm, fatal) << "the confirmation comes before the fatal error line";
+}
+
+// The block is the process's own memory, so a view can be forged -- by the
+// process, or by anything that kept a mapping of it. No thread stays
+// runnable past the sched_ext watchdog's timeout without the scheduler
+// being ejected, so vetoes that last longer than that are not believed:
+// the runtime gives its own verdict and says why.
+TEST(ScxCheckdead, AViewThatVetoesForeverIsOverruledAfterTheWatchdogTimeout) {
+  FakeLoader loader(Answer::kWelcome);
+  goro_proc_export* x = loader.x();
+  describe_fake_starting_m(x, kFakeTid);
+  x->kv.km[kFakeRecord] = GORO_KM_RUNNABLE | (static_cast<std::uint64_t>(kFakeTid) << 32);
+  __atomic_store_n(&x->kv.gen, FakeLoader::kGen, __ATOMIC_RELEASE);
+
+  Child c("deadlock", loader.env("scxdebug=1"));
+  ASSERT_TRUE(c.wait_for("checkdead veto #1")) << c.output();
+  const auto t0 = Clock::now();
+  EXPECT_EQ(c.finish(20000ms), 2) << "a view that never changes must not hang a deadlock for ever\n" << c.output();
+  const auto took = Clock::now() - t0;
+  EXPECT_GE(took, 4000ms) << "overruled before the watchdog's timeout\n" << c.output();
+  const std::string& out = c.output();
+  auto overruled = out.find("runtime: checkdead: the kernel view has vetoed this verdict for");
+  auto fatal = out.find("fatal error: all goroutines are asleep - deadlock!");
+  ASSERT_NE(overruled, std::string::npos) << out;
+  ASSERT_NE(fatal, std::string::npos) << out;
+  EXPECT_LT(overruled, fatal) << out;
+  EXPECT_EQ(out.find("scx_goro confirms"), std::string::npos) << out;
 }
 
 TEST(ScxCheckdead, AnMBeingCreatedWithAnUnmatchedThreadRunnableVetoes) {

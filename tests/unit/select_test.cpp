@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // select: Go's select tests from chan_test.go (TestSelectFairness,
 // TestNonblockSelectRace, TestSelfSelect, TestSelectStress,
 // TestSelectDuplicateChannel, TestPseudoRandomSend) transcribed to
@@ -433,6 +435,39 @@ TEST(Select, ProducersAndConsumersThroughSelect) {
       EXPECT_EQ(received.load(), kTotal) << "chan[" << cap << "]";
       EXPECT_EQ(sum.load(), std::int64_t(kTotal) * (kTotal - 1) / 2)
           << "chan[" << cap << "]: values lost or duplicated";
+    }
+    expect_only_main_left();
+  });
+}
+
+// A select with more cases than the small-select paths hold (over 32: the
+// lock order is sorted, not insertion-sorted), with channels repeated
+// across cases and cases on nil channels among them: the case that becomes
+// ready is taken with its value, every other case's waiter is dequeued,
+// and the nil cases never matter.
+TEST(Select, LargeSelectOverRepeatedAndNilChannels) {
+  goro::run([] {
+    constexpr int kCases = 48, kChans = 4;
+    std::vector<goro::Chan<int>> ch(kChans);
+    goro::Chan<int> nil;
+    goro::Chan<int> gone = std::move(nil);
+    for (int round = 0; round < 50; round++) {
+      int vals[kCases] = {};
+      goro::detail::SelectCase cases[kCases];
+      for (int i = 0; i < kCases; i++) {
+        goro::detail::hchan* c = i % 3 == 0 ? nil.raw() : ch[i % kChans].raw();  // NOLINT(bugprone-use-after-move)
+        cases[i] = {c, &vals[i], false};
+      }
+      const int target = round % kChans;
+      goro::Chan<int> sender = ch[target];
+      goro::go([sender, round]() mutable { sender.send(1000 + round); });
+      auto r = goro::detail::selectgo(cases, kCases, true);
+      ASSERT_GE(r.index, 0);
+      EXPECT_TRUE(r.recv_ok);
+      EXPECT_EQ(cases[r.index].c, ch[target].raw()) << "round " << round;
+      EXPECT_EQ(vals[r.index], 1000 + round);
+      // No waiter of this select is left on any channel.
+      for (auto& c : ch) EXPECT_FALSE(c.try_send(1)) << "a select waiter was left enqueued";
     }
     expect_only_main_left();
   });

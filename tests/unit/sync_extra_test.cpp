@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // RWMutex, Once and Cond: the expectations of Go's sync tests
 // (rwmutex_test.go, once_test.go, cond_test.go) transcribed to goro, with
 // goroutines parked (not threads blocked) while they wait. Misuse of an

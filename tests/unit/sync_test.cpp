@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // WaitGroup and Mutex: the behaviour of Go's sync.WaitGroup and sync.Mutex
 // that programs rely on, with goroutines parked (not threads blocked) while
 // they wait. Misuse (negative counter, unlock of unlocked) ends the process

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // System calls: goro::syscall / BlockingRegion, Go's entersyscall and
 // exitsyscall. Go's TestPreemptionAfterSyscall (proc_test.go) transcribed,
 // plus the hand-off contract goro.h states:
@@ -19,8 +21,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "export_test.h"
 
@@ -204,31 +208,43 @@ TEST(Syscall, OthersRunOnTheOnlyPDuringALongSyscall) {
 // A goroutine whose P was retaken during its call gets a P back on return
 // and runs goro code again; with one P and two such goroutines returning
 // together, they take turns: never two running at once.
+//
+// Each goroutine spins 2 ms in a region after each return and records the
+// region's span. Two spans of different goroutines that overlap in time
+// mean two ran at once -- unless one of them was switched out meanwhile:
+// sysmon may preempt a goroutine whose time slice passes 10 ms (as Go's
+// would), and another then runs its own 2 ms region while the first is not
+// running: a region switched out lasts at least 4 ms. A span of
+// kConclusive or more proves nothing either way and is left out.
 TEST(Syscall, ReturningGoroutinesGetAPBackOneAtATime) {
   goro::run([] {
     ScopedMaxprocs procs(1);
     constexpr int kGoroutines = 3;
-    std::atomic<int> running{0};
-    std::atomic<int> max_running{0};
+    constexpr auto kConclusive = 3500us;
+    struct Span {
+      Clock::time_point t0, t1;
+      int g;
+    };
+    goro::Mutex mu;
+    std::vector<Span> spans;  // guarded by mu
     std::atomic<int> completed{0};
     goro::WaitGroup wg;
     wg.add(kGoroutines);
     for (int i = 0; i < kGoroutines; i++) {
-      goro::go([&] {
+      goro::go([&, i] {
         for (int round = 0; round < 3; round++) {
           goro::syscall([] { usleep(30000); });  // long enough to lose the P
           // Start a fresh time slice: coming back on the fast path keeps the
-          // P's stale schedtick, and sysmon may then preempt us (as Go's
-          // would) inside the region below, which would let the other
-          // goroutine in while we are switched out, not running.
+          // P's stale schedtick.
           goro::gosched();
           // Back in goro code: we hold a P. Nobody else may, meanwhile.
-          int now = running.fetch_add(1) + 1;
-          int prev = max_running.load();
-          while (now > prev && !max_running.compare_exchange_weak(prev, now)) {
-          }
+          const auto t0 = Clock::now();
           spin_for(2ms);
-          running.fetch_sub(1);
+          const auto t1 = Clock::now();
+          {
+            std::lock_guard<goro::Mutex> lk(mu);
+            spans.push_back(Span{t0, t1, i});
+          }
           goro::Chan<int> c(1);  // and channel operations work
           c.send(round);
           if (c.recv() == round) completed.fetch_add(1);
@@ -239,8 +255,24 @@ TEST(Syscall, ReturningGoroutinesGetAPBackOneAtATime) {
     }
     wg.wait();
     EXPECT_EQ(completed.load(), kGoroutines * 3);
-    EXPECT_EQ(max_running.load(), 1) << "with GORO_MAXPROCS=1, " << max_running.load()
-                                     << " goroutines ran goro code at once after system calls";
+    int conclusive = 0, overlaps = 0;
+    std::string pairs;
+    for (std::size_t a = 0; a < spans.size(); a++) {
+      if (spans[a].t1 - spans[a].t0 >= kConclusive) continue;
+      conclusive++;
+      for (std::size_t b = a + 1; b < spans.size(); b++) {
+        if (spans[b].g == spans[a].g || spans[b].t1 - spans[b].t0 >= kConclusive) continue;
+        if (spans[a].t0 < spans[b].t1 && spans[b].t0 < spans[a].t1) {
+          overlaps++;
+          pairs += " [G" + std::to_string(spans[a].g) + " " + std::to_string(ms(spans[a].t1 - spans[a].t0)) + "ms, G" +
+                   std::to_string(spans[b].g) + " " + std::to_string(ms(spans[b].t1 - spans[b].t0)) + "ms, starts " +
+                   std::to_string(ms(spans[b].t0 - spans[a].t0)) + "ms apart]";
+        }
+      }
+    }
+    EXPECT_EQ(overlaps, 0) << "with GORO_MAXPROCS=1, goroutines ran goro code at once after system calls ("
+                           << overlaps << " overlapping pairs of 2 ms regions:" << pairs << ")";
+    EXPECT_GT(conclusive, 0) << "every region took over " << ms(kConclusive) << "ms: nothing was shown";
     auto counters = goro::testexport::sched_counters();
     EXPECT_EQ(counters.gomaxprocs, 1) << "the P count changed";
     expect_only_main_left();

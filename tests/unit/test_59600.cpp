@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Go issue #59600: checkdead fired on a healthy program.
 //
 // The race (Go 1.20): sysmon, which owns no P and is not counted as a

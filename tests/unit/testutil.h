@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Helpers shared by the unit tests: waiting without blocking the P, and
 // checking that a test left no goroutine behind.
 #pragma once
@@ -23,6 +24,34 @@ bool eventually(Pred pred, std::chrono::steady_clock::duration timeout = std::ch
   while (!pred() && std::chrono::steady_clock::now() < deadline) goro::gosched();
   return pred();
 }
+
+// GoGroup starts goroutines that use the test's locals and joins them
+// before those locals die, on every way out of the frame (an ASSERT's early
+// return too): declare it after everything its goroutines use. Each
+// goroutine's last act is done() on the group's own WaitGroup, after which
+// it touches nothing of the frame. Only for goroutines that end on their
+// own (a bounded sleep, a write that cannot block); one that may block
+// forever needs owned state instead.
+class GoGroup {
+ public:
+  GoGroup() = default;
+  GoGroup(const GoGroup&) = delete;
+  GoGroup& operator=(const GoGroup&) = delete;
+  ~GoGroup() { wg_.wait(); }
+
+  template <typename F>
+  void go(F f) {
+    wg_.add(1);
+    goro::go([this, f = std::move(f)]() mutable {
+      f();
+      wg_.done();
+    });
+  }
+  void wait() { wg_.wait(); }
+
+ private:
+  goro::WaitGroup wg_;
+};
 
 // Every goroutine a test started has exited (only main is left).
 inline void expect_only_main_left() {

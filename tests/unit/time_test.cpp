@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // Timers: sleep_for, after and Timer, after Go's time/sleep_test.go
 // (TestSleep, TestAfter, TestAfterStop, TestReset, TestTimerStopStress'
 // expectations) and proc_test.go's TestTimerFairness{,2}: a timer fires
@@ -20,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -310,6 +313,67 @@ TEST(Timer, DestroyedWhilePendingNeverFires) {
       goro::Timer t(std::chrono::microseconds(i * 50));
     }
     goro::sleep_for(20ms);  // all of them would have fired by now
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Durations too long to represent as a time: Go's when() saturates them to
+// "never"; nanotime() + d must not overflow into the past and fire at once.
+
+constexpr auto kForever = std::chrono::nanoseconds::max();
+// Overflows nanotime() + d although d itself is representable.
+constexpr auto kAlmostForever = std::chrono::nanoseconds::max() - std::chrono::nanoseconds(1000);
+
+TEST(Sleep, HugeDurationsNeverWake) {
+  goro::run([] {
+    // The sleepers are abandoned, still asleep, when run returns: they own
+    // what they touch.
+    auto woke = std::make_shared<std::atomic<int>>(0);
+    goro::go([woke] {
+      goro::sleep_for(kForever);
+      woke->fetch_add(1);
+    });
+    goro::go([woke] {
+      goro::sleep_for(kAlmostForever);
+      woke->fetch_add(1);
+    });
+    goro::go([woke] {
+      goro::sleep_for(std::chrono::hours::max());  // saturated before the conversion
+      woke->fetch_add(1);
+    });
+    goro::go([woke] {
+      goro::sleep_for(std::chrono::duration<double>(1e300));
+      woke->fetch_add(1);
+    });
+    goro::sleep_for(100ms);
+    EXPECT_EQ(woke->load(), 0) << "a sleep of a huge duration returned";
+  });
+}
+
+TEST(After, HugeDurationNeverFires) {
+  goro::run([] {
+    auto a = goro::after(kForever);
+    auto b = goro::after(kAlmostForever);
+    int taken = goro::select(goro::on_recv(a), goro::on_recv(b), goro::on_recv(goro::after(100ms)));
+    EXPECT_EQ(taken, 2) << "after(huge) fired";
+  });
+}
+
+TEST(Timer, HugeDurationNeverFiresAndStaysActive) {
+  goro::run([] {
+    goro::Timer t(kForever), u(kAlmostForever);
+    goro::sleep_for(50ms);
+    EXPECT_FALSE(t.chan().try_recv().has_value()) << "Timer(nanoseconds::max()) fired";
+    EXPECT_FALSE(u.chan().try_recv().has_value()) << "Timer(max - 1us) fired";
+    EXPECT_TRUE(t.stop()) << "a timer due never is still active";
+    EXPECT_TRUE(u.stop()) << "a timer due never is still active";
+    EXPECT_FALSE(t.reset(kForever));
+    EXPECT_FALSE(u.reset(kAlmostForever));
+    goro::sleep_for(50ms);
+    EXPECT_FALSE(t.chan().try_recv().has_value()) << "reset(nanoseconds::max()) fired";
+    EXPECT_FALSE(u.chan().try_recv().has_value()) << "reset(max - 1us) fired";
+    EXPECT_TRUE(t.stop());
+    EXPECT_TRUE(u.stop());
   });
 }
 

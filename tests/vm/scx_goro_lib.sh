@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by the scx_goro vm test scripts (sourced, not run).
 # The caller sets NAME before sourcing; LOADER is the path of scx_goro and
 # WRITER, for the tests that use it, of goro_export_writer. A vm test never
@@ -121,4 +122,19 @@ run_workloads_for() {
 			((SECONDS < end)) || break
 		done
 	done
+}
+
+# as_nobody CMD ARGS...: runs CMD as the unprivileged uid/gid 65534 with no
+# supplementary groups (the attacker of the hostile-process tests).
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+
+# ci_stress SECS: the scx CI recipe -- stress-ng --aggressive (CPU hogs,
+# context-switch ping-pong, yielders) for SECS seconds in the foreground;
+# fails unless stress-ng exits 0 and scx_goro is still enabled afterwards.
+ci_stress() {
+	stress-ng --cpu 0 --switch 2 --yield 2 --aggressive --timeout "${1}s" --metrics-brief >"$work/stress.out" 2>&1
+	local st=$?
+	sed 's/^/    /' "$work/stress.out"
+	((st == 0)) || fail "stress-ng --aggressive exited $st"
+	loader_alive
 }

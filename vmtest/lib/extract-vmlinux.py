@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Extract the uncompressed vmlinux ELF from an x86 bzImage (vmlinuz).
 
 usage: extract-vmlinux.py VMLINUZ OUT

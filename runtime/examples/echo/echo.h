@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The echo service shared by goro_echo_server and goro_echo_client's
 // --self mode: one goroutine accepts, one goroutine per connection echoes
 // until the peer's end of stream.

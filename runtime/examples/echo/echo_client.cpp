@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro_echo_client: C connections, each a goroutine sending N messages of
 // S bytes and checking that every byte comes back (write, then read_full),
 // with one summary line. Exit status 0 when everything was echoed intact,

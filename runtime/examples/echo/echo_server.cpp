@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro_echo_server: a TCP or unix-socket echo server, one goroutine per
 // connection, every blocking read and write parked in goro's netpoller.
 //
@@ -80,15 +81,21 @@ int main(int argc, char** argv) {
     std::printf("listening on %s\n", ln->addr().c_str());
     std::fflush(stdout);
 
+    // The shutdown goroutine may still be inside ln->close() when serve
+    // returns: main waits for it before ln and stop die.
+    goro::WaitGroup shutdown;
+    shutdown.add(1);
     goro::go([&] {
       char b;
       (void)stop->reader.read(&b, 1);
       std::fprintf(stderr, "shutting down\n");
       (void)ln->close();
+      shutdown.done();
     });
 
     static echo::Stats stats;  // outlives the connections serve leaves open
     echo::serve(*ln, stats, verbose, /*drain=*/false);
+    shutdown.wait();
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
     stop_fd = -1;

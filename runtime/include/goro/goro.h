@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro: Go's G/M/P scheduler as a C++ runtime.
 //
 // This header is the whole public API. A program calls goro::run(main) once
@@ -13,11 +14,14 @@
 // Misuse panics with Go's message and exits with status 2, as Go does.
 #pragma once
 
+#include "goro/version.h"  // GORO_VERSION_MAJOR, _MINOR, _PATCH, _STRING
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <new>
 #include <optional>
+#include <ratio>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -206,7 +210,10 @@ decltype(auto) syscall(F&& fn) {
   return std::forward<F>(fn)();
 }
 
-// Chan<T> is a copyable handle to a channel, like Go's `chan T`.
+// Chan<T> is a copyable handle to a channel, like Go's `chan T`. A
+// moved-from Chan is Go's nil channel: send and recv block forever, the
+// try_ forms and a select never find it ready, close panics with "close of
+// nil channel", len and cap are 0.
 template <typename T>
 class Chan {
  public:
@@ -405,15 +412,24 @@ int select(Cases&&... cases) {
 using Clock = std::chrono::steady_clock;
 
 // sleep_for parks the calling goroutine for at least d (Go's time.Sleep).
-// Outside a goroutine it sleeps the calling thread.
+// Outside a goroutine it sleeps the calling thread. As in Go, a duration
+// too long to represent as a time (nanotime() + d overflows) means "never".
 void sleep_for(std::chrono::nanoseconds d);
 template <typename Rep, typename Period>
 void sleep_for(std::chrono::duration<Rep, Period> d) {
+  // Saturate instead of overflowing the conversion (hours::max() etc.).
+  if constexpr (std::ratio_greater_v<Period, std::nano>) {
+    using D = std::chrono::duration<Rep, Period>;
+    if (d >= std::chrono::duration_cast<D>(std::chrono::nanoseconds::max())) {
+      sleep_for(std::chrono::nanoseconds::max());
+      return;
+    }
+  }
   sleep_for(std::chrono::duration_cast<std::chrono::nanoseconds>(d));
 }
 
 // after returns a channel that receives the current time once d has
-// elapsed (Go's time.After).
+// elapsed (Go's time.After); never, for a d too long to represent.
 Chan<Clock::time_point> after(std::chrono::nanoseconds d);
 
 namespace detail {
@@ -421,7 +437,7 @@ struct TimerImpl;
 }
 
 // Timer sends the current time on its channel once, after its duration
-// (Go's time.Timer). stop and reset return whether the timer was active.
+// (Go's time.Timer; a duration too long to represent never fires). stop and reset return whether the timer was active.
 // Like Go's, reset should be called only on a stopped or expired timer
 // whose channel has been drained.
 class Timer {

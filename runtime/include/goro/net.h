@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro::net: sockets, pipes and other file descriptors whose blocking
 // operations park the goroutine, never the thread (Go's net and
 // internal/poll packages, over the runtime's netpoller).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro/sync.h: RWMutex, Once and Cond, after Go's sync package. Included by
 // goro/goro.h.
 //

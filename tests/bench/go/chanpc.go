@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "chanpc": in the style of Go's BenchmarkChanProdCons{0,10,100}:
 // GOMAXPROCS producers and GOMAXPROCS consumers share one channel of
 // capacity CAP; producers claim batches of 1000 sends from a shared count

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "echo": a loopback TCP echo server and its load generator in the
 // same process. C client goroutines each open one connection to
 // 127.0.0.1 and send R/C requests of SIZE bytes one at a time, each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "park": park N goroutines (default 100k) on one channel and report
 // the resident memory they cost (VmRSS after - before, KiB per G) and the
 // peak (VmHWM). Mirrors goro_workloads park.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "pingpong": two goroutines bounce a value over two unbuffered
 // channels N round trips. Run with GOMAXPROCS=1 and 2.
 // Mirrors goro_workloads pingpong.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "prodcons": one producer sends N ints into a channel with capacity
 // 100, one consumer receives and sums them. Mirrors goro_workloads prodcons.
 package main

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "select": K producer goroutines (K = 2 or 4), one per channel of
 // capacity CAP, each send N/K ints; one consumer selects over the K
 // channels until it has received them all. Mirrors goro_workloads select.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "selectu": uncontended select. Each of GOMAXPROCS goroutines owns
 // K channels (K = 2 or 4) of capacity 1 and one token; it selects over its K
 // receives and passes the token to the next channel, N/GOMAXPROCS times.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "skynet": a 10-ary tree of goroutines with N leaves (default 1M);
 // each leaf sends its number, each inner node sums its children's values from
 // one unbuffered channel and sends the sum up. Mirrors goro_workloads skynet.

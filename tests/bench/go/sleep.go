@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "sleep": N goroutines each sleep a pseudo-random 1..10 ms
 // (splitmix64 from SEED, the same stream as goro_workloads sleep). Reports
 // the total wall time and the overshoot (wake time - deadline): mean, p50,

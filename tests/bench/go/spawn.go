@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "spawn": start N goroutines that each call wg.Done, wait for all.
 // Mirrors goro_workloads spawn (tests/bench/workloads.cpp).
 package main

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "wakesys": in the style of Go's BenchmarkWakeupParallelSyscall.
 // Two goroutines alternate as sender and receiver on unbuffered channels;
 // before each receive a goroutine sleeps DELAY and before each send

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Workload "yield": G goroutines (default 2) each call runtime.Gosched N/G
 // times; N yields in all. Mirrors goro_workloads yield.
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Derived from Go's source: Copyright 2009 The Go Authors; see LICENSES/BSD-3-Clause-Go.txt.
 // goro_testprog: our counterpart of Go's runtime/testdata/testprog. Each
 // scenario is a small program whose observable end (exit status, first line
 // of output) is the thing under test: deadlock detection, panics and fatal
@@ -311,6 +313,48 @@ int GoroutineInSyscallIsNotDeadlock() {
   return 0;
 }
 
+// A moved-from Chan is Go's nil channel: a receive on it blocks forever,
+// and a program whose only goroutine does so is deadlocked.
+int NilChanRecvDeadlock() {
+  goro::Chan<int> c;
+  goro::Chan<int> keep = std::move(c);
+  c.recv();  // NOLINT(bugprone-use-after-move): the nil channel is the point
+  not_reached();
+  return 0;
+}
+
+// A send on a nil channel blocks forever too, here beside a goroutine
+// blocked receiving on one.
+int NilChanSendDeadlock() {
+  goro::Chan<int> c;
+  goro::Chan<int> keep = std::move(c);
+  goro::go([] {
+    goro::Chan<int> n;
+    goro::Chan<int> k = std::move(n);
+    n.recv();  // NOLINT(bugprone-use-after-move)
+  });
+  c.send(1);  // NOLINT(bugprone-use-after-move)
+  not_reached();
+  return 0;
+}
+
+// A select whose only cases are on nil channels is select {}.
+int SelectOnlyNilChans() {
+  goro::Chan<int> a, b;
+  goro::Chan<int> ka = std::move(a), kb = std::move(b);
+  goro::select(goro::on_recv(a), goro::on_send(b, 1));  // NOLINT(bugprone-use-after-move)
+  not_reached();
+  return 0;
+}
+
+int CloseNilChannel() {
+  goro::Chan<int> c;
+  goro::Chan<int> keep = std::move(c);
+  c.close();  // NOLINT(bugprone-use-after-move)
+  not_reached();
+  return 0;
+}
+
 using Scenario = int (*)();
 
 const std::map<std::string, Scenario>& scenarios() {
@@ -324,6 +368,10 @@ const std::map<std::string, Scenario>& scenarios() {
       {"Panic", Panic},
       {"PanicInGoroutine", PanicInGoroutine},
       {"CloseClosedChannel", CloseClosedChannel},
+      {"NilChanRecvDeadlock", NilChanRecvDeadlock},
+      {"NilChanSendDeadlock", NilChanSendDeadlock},
+      {"SelectOnlyNilChans", SelectOnlyNilChans},
+      {"CloseNilChannel", CloseNilChannel},
       {"SendOnClosedChannel", SendOnClosedChannel},
       {"BlockedSendOnChannelClosedLater", BlockedSendOnChannelClosedLater},
       {"NegativeWaitGroupCounter", NegativeWaitGroupCounter},

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: BSD-3-Clause
 //
 // goro_export_writer MODE NTHREADS SECONDS
 //
@@ -30,6 +30,14 @@
 //   waker-plain  the same without attaching (the baseline).
 //   spinner  every worker alternates 2 ms SPINNING (no P) and 2 ms RUNNING
 //            with its P, burning CPU throughout: exercises the spin queue.
+//   snoop    (NTHREADS ignored) attaches, closes its connection but keeps its
+//            mapping, and watches the block for SECONDS: exit 3 with
+//            "snoop: saw another owner ..." if anyone else's pid or
+//            generation shows up in it (the slot went to another process and
+//            the memory with it); else 0 with "snoop: only its own block".
+//   spinall  every worker claims SPINNING for ever and burns CPU (a hostile
+//            process: more spinners than CPUs must not starve anybody).
+//            Up to 4 * GORO_MAX_M threads; those beyond the M table just burn.
 //
 // Exit status: 0; 2 if attaching failed (except in plain mode); 1 on bad usage.
 // GORO_WRITER_SELF_STOP=1 in the environment: the writer SIGSTOPs itself
@@ -63,7 +71,7 @@
 
 namespace {
 
-enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner };
+enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner, kSpinAll, kSnoop };
 
 // Shutdown is two-phase (see the end of main): sysmon_done stops sysmon
 // and the scribbler, done the workers.
@@ -71,6 +79,8 @@ std::atomic<bool> done{false};
 std::atomic<bool> sysmon_done{false};
 std::atomic<bool> scribbler_stopped{false};
 goro_proc_export* blk = nullptr;
+int conn_fd = -1;  // the connection to the loader, once attached
+uint64_t own_gen = 0;
 
 uint64_t mono_ns() {
   timespec ts;
@@ -146,6 +156,8 @@ goro_proc_export* attach(uint32_t* flags) {
   close(map_fd);
   // The connection stays open (close-on-exec) for our whole life: closing
   // it is how the loader learns we are gone.
+  conn_fd = fd;
+  own_gen = w.gen;
   std::printf("export_writer: attached: slot %u gen %" PRIu64 " flags %#x\n", w.slot,
               static_cast<uint64_t>(w.gen), w.flags);
   std::fflush(stdout);
@@ -266,6 +278,10 @@ void worker_body(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
     return;
   }
   const uint32_t m = idx + 1;  // record 0 is the sysmon thread
+  if (mode == Mode::kSpinAll && m >= GORO_MAX_M) {
+    burn_until_done();
+    return;
+  }
   goro_m_export* rec = &blk->m[m];
   store32(&rec->tid, gettid_u32());
   switch (mode) {
@@ -287,6 +303,10 @@ void worker_body(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
         store64(&rec->word, GORO_MW_MAKE(GORO_M_RUNNING, idx, 0));
         burn_for_ns(2000000);
       }
+      break;
+    case Mode::kSpinAll:
+      store64(&rec->word, GORO_MW_MAKE(GORO_M_SPINNING, -1, 0));
+      burn_until_done();
       break;
     case Mode::kStall:
     case Mode::kIdle:
@@ -315,7 +335,8 @@ void sysmon(Mode mode, uint32_t nthreads) {
       switch (mode) {
         case Mode::kHonest:
         case Mode::kSpinner:
-          publish_counters(nthreads, 0, 0, 0);
+        case Mode::kSpinAll:
+          publish_counters(nthreads > GORO_MAX_P ? GORO_MAX_P : nthreads, 0, 0, 0);
           break;
         case Mode::kLiar:
           publish_counters(nthreads, 0, 1000000000U, 12345);
@@ -343,7 +364,7 @@ double cpu_ms() {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner NTHREADS SECONDS\n",
+    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner|spinall|snoop NTHREADS SECONDS\n",
                  argv[0]);
     return 1;
   }
@@ -358,14 +379,17 @@ int main(int argc, char** argv) {
   else if (m == "waker") mode = Mode::kWaker;
   else if (m == "waker-plain") mode = Mode::kWakerPlain;
   else if (m == "spinner") mode = Mode::kSpinner;
+  else if (m == "spinall") mode = Mode::kSpinAll;
+  else if (m == "snoop") mode = Mode::kSnoop;
   else {
     std::fprintf(stderr, "export_writer: unknown mode '%s'\n", argv[1]);
     return 1;
   }
   const int nthreads = std::atoi(argv[2]);
   const double secs = std::atof(argv[3]);
-  if (nthreads < 1 || nthreads > GORO_MAX_M - 1 || nthreads > GORO_MAX_P || secs <= 0) {
-    std::fprintf(stderr, "export_writer: want 1..%d threads and a positive duration\n", GORO_MAX_P);
+  const int max_threads = mode == Mode::kSpinAll ? 4 * GORO_MAX_M : GORO_MAX_P;
+  if (nthreads < 1 || nthreads > max_threads || secs <= 0) {
+    std::fprintf(stderr, "export_writer: want 1..%d threads and a positive duration\n", max_threads);
     return 1;
   }
 
@@ -376,7 +400,7 @@ int main(int argc, char** argv) {
     if (blk == nullptr) return 2;
     store32(&blk->hdr.abi, GORO_EXPORT_ABI);
     store32(&blk->hdr.pid, static_cast<uint32_t>(getpid()));
-    store32(&blk->hdr.nm, static_cast<uint32_t>(nthreads) + 1);
+    store32(&blk->hdr.nm, std::min<uint32_t>(static_cast<uint32_t>(nthreads) + 1, GORO_MAX_M));
     store64(&blk->hdr.heartbeat_ns, mono_ns());
     if (mode == Mode::kStall) {
       // One runnable G on P0, which nobody owns: a lost wake-up.
@@ -385,6 +409,26 @@ int main(int argc, char** argv) {
     }
   }
   const bool partial = (flags & GORO_ATTACH_PARTIAL) != 0;
+  if (mode == Mode::kSnoop) {
+    close(conn_fd);  // the loader frees the slot; our mapping stays
+    const uint32_t me = static_cast<uint32_t>(getpid());
+    const uint64_t end = mono_ns() + static_cast<uint64_t>(secs * 1e9);
+    while (mono_ns() < end) {
+      const uint32_t magic = __atomic_load_n(&blk->hdr.magic, __ATOMIC_ACQUIRE);
+      const uint64_t gen = __atomic_load_n(&blk->hdr.gen, __ATOMIC_ACQUIRE);
+      const uint32_t pid = __atomic_load_n(&blk->hdr.pid, __ATOMIC_ACQUIRE);
+      if ((magic == GORO_EXPORT_MAGIC && gen != own_gen) || (pid != 0 && pid != me)) {
+        std::printf("export_writer: snoop: saw another owner: pid %u gen %" PRIu64 " (ours: pid %u gen %" PRIu64
+                    "), tid of M0 %u\n",
+                    pid, gen, me, own_gen, blk->m[0].tid);
+        return 3;
+      }
+      timespec ts = {0, 2 * 1000 * 1000};
+      nanosleep(&ts, nullptr);
+    }
+    std::printf("export_writer: snoop: only its own block\n");
+    return 0;
+  }
 
   const uint64_t t0 = mono_ns();
   std::vector<std::thread> threads;

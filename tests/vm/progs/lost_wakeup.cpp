@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // goro_lost_wakeup: a goro program stranded by a lost wake-up, for the
 // in-kernel checkdead's stall detection (issue 6).
 //

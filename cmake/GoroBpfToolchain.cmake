@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# GoroBpfToolchain.cmake - finds what scx_goro (bpf/ + userspace/) is built with.
+#
+# Two sources, chosen by GORO_BPF_DEPS:
+#   setup   vmtest/setup's cache: ${GORO_CACHE_DIR}/deps.cmake (Debian 12
+#           lacks a new enough libbpf and a sched_ext kernel; setup builds
+#           libbpf 1.5 and dumps the BTF of a cached kernel).
+#   system  the usual way, for a machine that has its own sched_ext
+#           kernel: clang with the BPF target on PATH, bpftool >= 7.5,
+#           libbpf >= 1.5 through pkg-config (PKG_CONFIG_PATH) or
+#           -DLIBBPF_ROOT=<prefix>, and the kernel's BTF.
+#   (empty) setup if deps.cmake exists, else system.
+#
+# BTF, for system: -DGORO_VMLINUX_H=<file> (a vmlinux.h), else
+# -DGORO_BTF=<file> (raw BTF or an ELF vmlinux; dumped with bpftool), else
+# /sys/kernel/btf/vmlinux if the running kernel has sched_ext, else the
+# kernel vmtest/setup cached (${GORO_CACHE_DIR}/kernel/current). The object
+# is CO-RE: built against one kernel's BTF, it loads on any from 6.12 on
+# (bpf/goro_common.bpf.h).
+#
+# Sets GORO_CLANG_BPF, GORO_BPFTOOL, GORO_VMLINUX_H, GORO_LIBBPF_INCLUDE_DIR
+# and the INTERFACE target goro_libbpf (headers + library + what a static
+# libbpf needs); GORO_BPF_TOOLCHAIN_FOUND, and GORO_BPF_TOOLCHAIN_MISSING,
+# one line per missing piece, saying what to do.
+
+set(GORO_BPF_DEPS "" CACHE STRING "scx_goro's toolchain: setup (vmtest/setup's cache), system, or empty (setup if ${GORO_CACHE_DIR}/deps.cmake exists)")
+set_property(CACHE GORO_BPF_DEPS PROPERTY STRINGS "" setup system)
+set(GORO_BPF_CLANG_MIN 16)
+set(GORO_BPF_BPFTOOL_MIN 7.5)
+set(GORO_BPF_LIBBPF_MIN 1.5)
+
+set(GORO_BPF_TOOLCHAIN_MISSING "")
+macro(_goro_missing msg)
+  list(APPEND GORO_BPF_TOOLCHAIN_MISSING "${msg}")
+endmacro()
+
+set(_goro_deps_file "${GORO_CACHE_DIR}/deps.cmake")
+if(GORO_BPF_DEPS STREQUAL "")
+  if(EXISTS "${_goro_deps_file}")
+    set(_goro_bpf_src setup)
+  else()
+    set(_goro_bpf_src system)
+  endif()
+elseif(GORO_BPF_DEPS MATCHES "^(setup|system)$")
+  set(_goro_bpf_src ${GORO_BPF_DEPS})
+else()
+  message(FATAL_ERROR "GORO_BPF_DEPS is '${GORO_BPF_DEPS}': use setup, system, or leave it empty")
+endif()
+
+# --- setup: vmtest/setup's deps.cmake ---------------------------------------
+if(_goro_bpf_src STREQUAL "setup")
+  if(NOT EXISTS "${_goro_deps_file}")
+    _goro_missing("${_goro_deps_file} (run vmtest/setup, or -DGORO_BPF_DEPS=system for the system's libbpf, bpftool and BTF)")
+  else()
+    include("${_goro_deps_file}")
+    foreach(_v GORO_CLANG_BPF GORO_VMLINUX_H GORO_LIBBPF_INCLUDE_DIR GORO_LIBBPF_STATIC GORO_BPFTOOL)
+      if(NOT DEFINED ${_v} OR NOT EXISTS "${${_v}}")
+        _goro_missing("${_v} ('${${_v}}' from ${_goro_deps_file}): run vmtest/setup again")
+      endif()
+    endforeach()
+    if(NOT GORO_BPF_TOOLCHAIN_MISSING AND NOT TARGET goro_libbpf)
+      add_library(goro_libbpf INTERFACE)
+      target_include_directories(goro_libbpf SYSTEM INTERFACE "${GORO_LIBBPF_INCLUDE_DIR}")
+      target_link_libraries(goro_libbpf INTERFACE "${GORO_LIBBPF_STATIC}" elf z)
+    endif()
+    set(_goro_bpf_what "vmtest/setup's cache (${_goro_deps_file})")
+  endif()
+endif()
+
+# --- system: the usual way ----------------------------------------------------
+if(_goro_bpf_src STREQUAL "system")
+  # clang with the BPF target.
+  find_program(GORO_CLANG_BPF NAMES clang-21 clang-20 clang-19 clang-18 clang-17 clang-16 clang
+               DOC "clang able to target BPF")
+  if(NOT GORO_CLANG_BPF)
+    _goro_missing("clang (>= ${GORO_BPF_CLANG_MIN}, with the BPF target) on PATH, or -DGORO_CLANG_BPF=<clang>")
+  else()
+    execute_process(COMMAND "${GORO_CLANG_BPF}" -dumpversion OUTPUT_VARIABLE _v OUTPUT_STRIP_TRAILING_WHITESPACE
+                    RESULT_VARIABLE _rc ERROR_QUIET)
+    execute_process(COMMAND "${GORO_CLANG_BPF}" -target bpf -x c -c - -o /dev/null INPUT_FILE /dev/null
+                    RESULT_VARIABLE _bpf_rc OUTPUT_QUIET ERROR_QUIET)
+    if(NOT _rc EQUAL 0 OR _v VERSION_LESS GORO_BPF_CLANG_MIN)
+      _goro_missing("clang >= ${GORO_BPF_CLANG_MIN}: ${GORO_CLANG_BPF} is '${_v}' (-DGORO_CLANG_BPF=<clang>)")
+    elseif(NOT _bpf_rc EQUAL 0)
+      _goro_missing("a clang with the BPF target: ${GORO_CLANG_BPF} cannot compile for -target bpf (-DGORO_CLANG_BPF=<clang>)")
+    endif()
+  endif()
+
+  # bpftool (gen object, gen skeleton; btf dump when the BTF is raw).
+  find_program(GORO_BPFTOOL NAMES bpftool PATHS /usr/sbin /usr/local/sbin /sbin DOC "bpftool >= ${GORO_BPF_BPFTOOL_MIN}")
+  if(NOT GORO_BPFTOOL)
+    _goro_missing("bpftool >= ${GORO_BPF_BPFTOOL_MIN} (package bpftool, or -DGORO_BPFTOOL=<path>)")
+  else()
+    execute_process(COMMAND "${GORO_BPFTOOL}" version OUTPUT_VARIABLE _out ERROR_QUIET RESULT_VARIABLE _rc)
+    string(REGEX MATCH "bpftool v([0-9]+\\.[0-9]+(\\.[0-9]+)?)" _m "${_out}")
+    set(_v "${CMAKE_MATCH_1}")
+    if(NOT _rc EQUAL 0 OR _v STREQUAL "" OR _v VERSION_LESS GORO_BPF_BPFTOOL_MIN)
+      _goro_missing("bpftool >= ${GORO_BPF_BPFTOOL_MIN} (it writes .struct_ops.link skeletons): ${GORO_BPFTOOL} is '${_v}'")
+    endif()
+  endif()
+
+  # libbpf >= 1.5: pkg-config first, then LIBBPF_ROOT.
+  set(LIBBPF_ROOT "" CACHE PATH "A libbpf install prefix (include/bpf/libbpf.h, lib/libbpf.{so,a}) when pkg-config does not find it")
+  set(_lb_inc "") 
+  set(_lb_lib "")
+  set(_lb_ver "")
+  set(_lb_from "")
+  set(_lb_extra "")
+  if(NOT LIBBPF_ROOT)
+    find_package(PkgConfig QUIET)
+    if(PKG_CONFIG_FOUND)
+      pkg_check_modules(GORO_PC_LIBBPF QUIET libbpf)
+      if(GORO_PC_LIBBPF_FOUND)
+        set(_lb_ver "${GORO_PC_LIBBPF_VERSION}")
+        find_path(_lb_inc_found bpf/libbpf.h HINTS ${GORO_PC_LIBBPF_INCLUDE_DIRS} ${GORO_PC_LIBBPF_INCLUDEDIR} NO_CACHE)
+        find_library(_lb_lib_found NAMES bpf HINTS ${GORO_PC_LIBBPF_LIBRARY_DIRS} ${GORO_PC_LIBBPF_LIBDIR} NO_CACHE)
+        set(_lb_inc "${_lb_inc_found}")
+        set(_lb_lib "${_lb_lib_found}")
+        set(_lb_from "pkg-config (${GORO_PC_LIBBPF_PREFIX})")
+        if(_lb_lib MATCHES "\\.a$")
+          # Only the static library: its dependencies (Requires.private) too.
+          pkg_check_modules(GORO_PC_LIBBPF_STATIC_DEPS QUIET libelf zlib)
+          set(_lb_extra ${GORO_PC_LIBBPF_STATIC_DEPS_LINK_LIBRARIES})
+          if(NOT _lb_extra)
+            set(_lb_extra elf z)
+          endif()
+        endif()
+      endif()
+    endif()
+  else()
+    find_path(_lb_inc_found bpf/libbpf.h HINTS "${LIBBPF_ROOT}/include" NO_DEFAULT_PATH NO_CACHE)
+    find_library(_lb_lib_found NAMES bpf HINTS "${LIBBPF_ROOT}/lib" "${LIBBPF_ROOT}/lib64" NO_DEFAULT_PATH NO_CACHE)
+    set(_lb_inc "${_lb_inc_found}")
+    set(_lb_lib "${_lb_lib_found}")
+    set(_lb_from "LIBBPF_ROOT (${LIBBPF_ROOT})")
+    if(_lb_inc AND EXISTS "${_lb_inc}/bpf/libbpf_version.h")
+      file(STRINGS "${_lb_inc}/bpf/libbpf_version.h" _l REGEX "#define LIBBPF_M(AJOR|INOR)_VERSION")
+      string(REGEX MATCH "MAJOR_VERSION ([0-9]+)" _m "${_l}")
+      set(_maj "${CMAKE_MATCH_1}")
+      string(REGEX MATCH "MINOR_VERSION ([0-9]+)" _m "${_l}")
+      set(_lb_ver "${_maj}.${CMAKE_MATCH_1}")
+    endif()
+    if(_lb_lib MATCHES "\\.a$")
+      set(_lb_extra elf z)
+    endif()
+  endif()
+  if(_lb_from STREQUAL "")
+    _goro_missing("libbpf >= ${GORO_BPF_LIBBPF_MIN}: pkg-config finds no libbpf (install libbpf-dev, or set PKG_CONFIG_PATH, or -DLIBBPF_ROOT=<prefix>)")
+  elseif(_lb_ver STREQUAL "" OR _lb_ver VERSION_LESS GORO_BPF_LIBBPF_MIN)
+    _goro_missing("libbpf >= ${GORO_BPF_LIBBPF_MIN} (struct_ops links, skeletons of bpftool ${GORO_BPF_BPFTOOL_MIN}): ${_lb_from} has '${_lb_ver}', set PKG_CONFIG_PATH or -DLIBBPF_ROOT to a newer one (vmtest/setup builds one)")
+  elseif(NOT _lb_inc OR NOT _lb_lib)
+    _goro_missing("libbpf ${_lb_ver} from ${_lb_from}: no bpf/libbpf.h or no libbpf library where it says")
+  else()
+    set(GORO_LIBBPF_INCLUDE_DIR "${_lb_inc}")
+    if(NOT TARGET goro_libbpf)
+      add_library(goro_libbpf INTERFACE)
+      target_include_directories(goro_libbpf SYSTEM INTERFACE "${_lb_inc}")
+      target_link_libraries(goro_libbpf INTERFACE "${_lb_lib}" ${_lb_extra})
+    endif()
+  endif()
+
+  # The kernel's types: a vmlinux.h, from the first BTF that has sched_ext.
+  set(GORO_VMLINUX_H "" CACHE FILEPATH "vmlinux.h of a sched_ext kernel (else dumped from GORO_BTF)")
+  set(GORO_BTF "" CACHE FILEPATH "BTF of a sched_ext kernel: raw (/sys/kernel/btf/vmlinux) or an ELF vmlinux")
+  set(_btf_why "")
+  if(GORO_VMLINUX_H)
+    if(NOT EXISTS "${GORO_VMLINUX_H}")
+      _goro_missing("GORO_VMLINUX_H=${GORO_VMLINUX_H} does not exist")
+    endif()
+    set(_vmlinux_h "${GORO_VMLINUX_H}")
+    set(_btf_why "GORO_VMLINUX_H")
+  elseif(GORO_BPFTOOL AND NOT GORO_BPF_TOOLCHAIN_MISSING MATCHES "bpftool")
+    set(_cands "")
+    if(GORO_BTF)
+      list(APPEND _cands "${GORO_BTF}")
+    else()
+      list(APPEND _cands /sys/kernel/btf/vmlinux)
+      if(EXISTS "${GORO_CACHE_DIR}/kernel/current")
+        file(STRINGS "${GORO_CACHE_DIR}/kernel/current" _kv LIMIT_COUNT 1)
+        list(APPEND _cands "${GORO_CACHE_DIR}/kernel/${_kv}/vmlinux.btf")
+      endif()
+    endif()
+    set(_vmlinux_h "${CMAKE_BINARY_DIR}/bpf/btf/vmlinux.h")
+    set(_tried "")
+    foreach(_b IN LISTS _cands)
+      if(NOT EXISTS "${_b}")
+        list(APPEND _tried "${_b}: does not exist")
+        continue()
+      endif()
+      file(MAKE_DIRECTORY "${CMAKE_BINARY_DIR}/bpf/btf")
+      execute_process(COMMAND "${GORO_BPFTOOL}" btf dump file "${_b}" format c
+                      OUTPUT_FILE "${_vmlinux_h}.tmp" RESULT_VARIABLE _rc ERROR_VARIABLE _err)
+      if(NOT _rc EQUAL 0)
+        list(APPEND _tried "${_b}: bpftool btf dump failed: ${_err}")
+        continue()
+      endif()
+      file(STRINGS "${_vmlinux_h}.tmp" _ops REGEX "^struct sched_ext_ops {" LIMIT_COUNT 1)
+      if(NOT _ops)
+        list(APPEND _tried "${_b}: no struct sched_ext_ops (a kernel without CONFIG_SCHED_CLASS_EXT)")
+        continue()
+      endif()
+      file(RENAME "${_vmlinux_h}.tmp" "${_vmlinux_h}")
+      set(_btf_why "${_b}")
+      foreach(_t IN LISTS _tried)
+        message(STATUS "scx_goro: BTF skipped: ${_t}")
+      endforeach()
+      break()
+    endforeach()
+    file(REMOVE "${_vmlinux_h}.tmp")
+    if(_btf_why STREQUAL "")
+      list(JOIN _tried ", " _tried)
+      _goro_missing("a sched_ext kernel's BTF: ${_tried}. Pass -DGORO_BTF=<file> or -DGORO_VMLINUX_H=<file> (vmtest/setup caches one)")
+    endif()
+  endif()
+  if(NOT _btf_why STREQUAL "")
+    set(GORO_VMLINUX_H "${_vmlinux_h}")
+  endif()
+  set(_goro_bpf_what "the system (vmlinux.h from ${_btf_why})")
+endif()
+
+if(GORO_BPF_TOOLCHAIN_MISSING)
+  set(GORO_BPF_TOOLCHAIN_FOUND FALSE)
+else()
+  set(GORO_BPF_TOOLCHAIN_FOUND TRUE)
+  message(STATUS "scx_goro: BPF toolchain from ${_goro_bpf_what}: ${GORO_CLANG_BPF}, ${GORO_BPFTOOL}, libbpf headers ${GORO_LIBBPF_INCLUDE_DIR}")
+endif()
