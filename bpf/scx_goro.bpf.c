@@ -1014,9 +1014,19 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 
 	stat_inc(GORO_STAT_ENQUEUE);
 
-	/* Queue order: see "Queue order". */
+	/*
+	 * Queue order: see "Queue order". The key obeys the starvation bound
+	 * too: the offset is scaled by 100/weight, so for a nice-19 task
+	 * (weight 1) it reached 100 slices -- khugepaged queued up to 700 ms
+	 * of vtime ahead of the clock, and in a slow VM (four guests on two
+	 * host cores) it failed to run for 6.2 s and the watchdog ejected us.
+	 */
 	if (tctx) {
+		u64 bound = vclock + MAX_DEBT_SLICES * slice_ns;
+
 		key_off = key_offset(p, tctx);
+		if (time_before(bound, vtime + key_off))
+			key_off = time_before(vtime, bound) ? bound - vtime : 0;
 		tctx->key_off = key_off;
 	}
 	if (fail_after_enqueues &&
