@@ -60,6 +60,7 @@ constexpr uint64_t kDefaultSliceUs = 7000;
 constexpr uint64_t kDefaultStallMs = 100;
 // The BPF side's max_lag_ns and wake_preempt_lag_ns (the loader always sets them).
 constexpr uint64_t kDefaultLagUs = 2000;
+constexpr uint64_t kDefaultSpinSliceUs = 200;
 constexpr uint64_t kDefaultWakePreemptUs = 1000;
 // The main loop's longest sleep (ring buffer poll): how quickly it sees a
 // signal or an ejection.
@@ -97,6 +98,9 @@ void usage(FILE* out, const char* argv0) {
                "                        running task, to preempt it (default %" PRIu64 ")\n"
                "      --wake-victim-us N  ... and how long that task must have been on its CPU\n"
                "                        (0: any time; default 1000)\n"
+               "      --wake-preempt-netpoll on|off  whether an M the netpoller woke may preempt\n"
+               "                        (default on)\n"
+               "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
                "      --policies LIST   the runtime-aware policies to use: 'e' (wake kicks: an M the\n"
                "                        runtime wakes to start work gets an idle or preempted CPU)\n"
                "                        or 'none' (default e)\n"
@@ -111,7 +115,8 @@ void usage(FILE* out, const char* argv0) {
                "\n"
                "Runs until SIGINT/SIGTERM or until the kernel ejects the scheduler.\n"
                "See the top-level comment in bpf/scx_goro.bpf.c for more details.\n",
-               argv0, argv0, kDefaultSliceUs, kDefaultStallMs, kDefaultLagUs, kDefaultWakePreemptUs);
+               argv0, argv0, kDefaultSliceUs, kDefaultStallMs, kDefaultLagUs, kDefaultWakePreemptUs,
+               kDefaultSpinSliceUs);
 }
 
 volatile sig_atomic_t exit_req = 0;
@@ -540,6 +545,8 @@ struct Options {
   uint64_t lag_us = kDefaultLagUs;
   uint64_t wake_preempt_us = kDefaultWakePreemptUs;
   uint64_t wake_victim_us = 1000;
+  uint64_t spin_slice_us = kDefaultSpinSliceUs;
+  bool wake_preempt_netpoll = true;
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
   bool partial = false;
@@ -560,6 +567,8 @@ Outcome run_once(const Options& o) {
   skel->rodata->max_lag_ns = o.lag_us * 1000;
   skel->rodata->wake_preempt_lag_ns = o.wake_preempt_us * 1000;
   skel->rodata->wake_victim_min_run_ns = o.wake_victim_us * 1000;
+  skel->rodata->spin_slice_ns = o.spin_slice_us * 1000;
+  skel->rodata->wake_preempt_netpoll = o.wake_preempt_netpoll;
   skel->rodata->wake_preempt_mode = o.wake_preempt;
   skel->rodata->policies = o.policies;
   if (o.partial) skel->struct_ops.goro_ops->flags |= GORO_OPS_SWITCH_PARTIAL;
@@ -697,6 +706,8 @@ int main(int argc, char** argv) {
     kOptWakePreempt,
     kOptWakePreemptUs,
     kOptWakeVictimUs,
+    kOptSpinSliceUs,
+    kOptWakePreemptNetpoll,
     kOptPolicies,
   };
   static const option long_opts[] = {
@@ -712,6 +723,8 @@ int main(int argc, char** argv) {
       {"wake-preempt", required_argument, nullptr, kOptWakePreempt},
       {"wake-preempt-us", required_argument, nullptr, kOptWakePreemptUs},
       {"wake-victim-us", required_argument, nullptr, kOptWakeVictimUs},
+      {"spin-slice-us", required_argument, nullptr, kOptSpinSliceUs},
+      {"wake-preempt-netpoll", required_argument, nullptr, kOptWakePreemptNetpoll},
       {"policies", required_argument, nullptr, kOptPolicies},
       {"verbose", no_argument, nullptr, 'v'},
       {"version", no_argument, nullptr, 'V'},
@@ -767,6 +780,17 @@ int main(int argc, char** argv) {
         } else {
           return bad("--wake-preempt", optarg, "all, goro or off");
         }
+        break;
+      case kOptWakePreemptNetpoll:
+        if (std::strcmp(optarg, "on") == 0)
+          o.wake_preempt_netpoll = true;
+        else if (std::strcmp(optarg, "off") == 0)
+          o.wake_preempt_netpoll = false;
+        else
+          return bad("--wake-preempt-netpoll", optarg, "on or off");
+        break;
+      case kOptSpinSliceUs:
+        if (!parse_u64(optarg, 1000000, &o.spin_slice_us)) return bad("--spin-slice-us", optarg, "1..1000000");
         break;
       case kOptWakeVictimUs:
         if (std::strcmp(optarg, "0") == 0)
