@@ -52,7 +52,11 @@ bool AttachServer::create_blocks(const Maps& maps, std::string* err) {
   blocks_created_ = true;
   // Must match the inner map template in scx_goro.bpf.c (struct goro_proc_map)
   // exactly, or the insert into goro_procs fails with EINVAL.
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
+  // (Not LIBBPF_OPTS: its C idiom, a designated initializer naming some
+  // fields, is clang 19's -Wmissing-designated-field-initializers in C++.)
+  bpf_map_create_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.map_flags = BPF_F_MMAPABLE;
   for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
     char name[16];
     std::snprintf(name, sizeof(name), "goro_proc%u", i);
