@@ -43,7 +43,11 @@ AttachServer::~AttachServer() { stop(); }
 bool AttachServer::new_block(uint32_t slot, int* fd_out, goro_proc_export** blk_out) {
   // Must match the inner map template in scx_goro.bpf.c (struct goro_proc_map)
   // exactly, or the insert into goro_procs fails with EINVAL.
-  LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
+  // (Not LIBBPF_OPTS: its C idiom, a designated initializer naming some
+  // fields, is clang 19's -Wmissing-designated-field-initializers in C++.)
+  bpf_map_create_opts opts{};
+  opts.sz = sizeof(opts);
+  opts.map_flags = BPF_F_MMAPABLE;
   char name[16];
   std::snprintf(name, sizeof(name), "goro_proc%u", slot);
   int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(uint32_t), sizeof(goro_proc_export), 1, &opts);

@@ -102,8 +102,12 @@ void addtimer(RuntimeTimer* t) {
   t->status.store(kTimerWaiting, std::memory_order_release);
   heap_push(pp, t);
   update_timer0(pp);
+  // Once the lock is dropped the timer may fire and its owner reuse or
+  // free it (a sleeping G's timer lives on its stack): read nothing of t
+  // after the unlock.
+  const std::int64_t when = t->when;
   pp->timersLock.unlock();
-  wakeNetPoller(t->when);
+  wakeNetPoller(when);
 }
 
 bool deltimer(RuntimeTimer* t) {
