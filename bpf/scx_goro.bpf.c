@@ -17,7 +17,8 @@
  *     in progress; new tasks start at it.
  *   - Starvation bound: a queued task's vtime is lowered to at most
  *     MAX_DEBT_SLICES slices ahead of vclock (khugepaged, weight 1,
- *     starved for 5.2 s under stress-ng before this existed).
+ *     starved for 5.2 s under stress-ng before this existed), fewer when
+ *     many tasks are queued (debt_bound).
  *   - Idle fast path: a waking task for which select_cpu finds an idle CPU
  *     goes straight to that CPU's local DSQ.
  *   - Wakeup preemption: only for goro Ms woken to start work by default
@@ -306,8 +307,9 @@ const volatile __u32 policies = GORO_POLICY_ALL;
 const volatile __u64 checkdead_period_ns = 10ULL * 1000 * 1000;
 const volatile __u64 stall_threshold_ns = 100ULL * 1000 * 1000;
 
-/* Starvation bound of the shared queue: see "Starvation bound" above. */
+/* Starvation bound of the shared queue: see "Starvation bound" above and debt_bound(). */
 enum { MAX_DEBT_SLICES = 4 };
+#define MAX_DEBT_WAIT_NS (1000ULL * 1000 * 1000)
 
 /* A failed M-table scan is retried at most this often per task. */
 #define SCAN_RETRY_NS (1ULL * 1000 * 1000)
@@ -476,6 +478,7 @@ struct cpu_ctx {
 	u64 started_at;
 	u32 weight;
 	u32 tgid;	/* 0: nothing of ours running */
+	u64 spun;	/* this CPU's last dispatch served an aged spinner ahead of the shared queue */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -881,12 +884,37 @@ static void key_restore(struct task_struct *p, struct task_ctx *tctx)
 	}
 }
 
-/* The queue key's offset: run time since the last wakeup, at most a slice, weighted. */
+/*
+ * The queue key's offset: run time since the last wakeup, at most a slice,
+ * weighted -- and at most a slice after weighting: a weight-1 task
+ * (khugepaged) would otherwise sort 700 ms of vtime behind its vtime, a
+ * wait of minutes behind 100 CPU hogs.
+ */
 static u64 key_offset(struct task_struct *p, struct task_ctx *tctx)
 {
 	u64 run = tctx->exec_run < slice_ns ? tctx->exec_run : slice_ns;
+	u64 off = run * 100 / p->scx.weight;
 
-	return run * 100 / p->scx.weight;
+	return off < slice_ns ? off : slice_ns;
+}
+
+/*
+ * The starvation bound's reach ahead of vclock (see MAX_DEBT_SLICES). A
+ * task that far ahead waits until vclock passes it, and vclock moves at
+ * about nr_cpus / nr_queued of real time: so with many tasks queued the
+ * bound shrinks, to keep that wait near MAX_DEBT_WAIT_NS, but never below a
+ * slice (what a task of full weight may be ahead after its slice anyway).
+ * With 130 CPU-bound threads on 2 CPUs the fixed 4 slices made khugepaged
+ * (weight 1, always at the bound) wait 5.6 s: the watchdog ejected us.
+ */
+static u64 debt_bound(void)
+{
+	u64 n = scx_bpf_dsq_nr_queued(GORO_SHARED_DSQ) + scx_bpf_dsq_nr_queued(GORO_SPIN_DSQ) + 1;
+	u64 b = MAX_DEBT_WAIT_NS * scx_bpf_nr_cpu_ids() / n;
+
+	if (b > MAX_DEBT_SLICES * slice_ns)
+		return MAX_DEBT_SLICES * slice_ns;
+	return b < slice_ns ? slice_ns : b;
 }
 
 static struct cpu_ctx *cpu_ctx_of(s32 cpu)
@@ -959,6 +987,21 @@ static bool e_places(u64 w)
 static u64 slice_for(u64 w)
 {
 	return (w && GORO_MW_STATE(w) == GORO_M_SPINNING) ? spin_slice_ns : slice_ns;
+}
+
+/*
+ * A spinner waits on GORO_SPIN_DSQ by choice (policy b), as a sleeper
+ * sleeps: like a sleeper it is owed at most max_lag_ns when it comes back,
+ * i.e. its vtime counts as no earlier than vclock - max_lag_ns. Without
+ * this, spinners that waited fell far behind vclock and, once aged, each
+ * outranked everything until it caught up: 128 of them starved a per-CPU
+ * kworker for 5 s under stress-ng (the watchdog ejected us).
+ */
+static u64 spin_floor(u64 vtime)
+{
+	u64 floor = vclock - max_lag_ns;
+
+	return time_before(vtime, floor) ? floor : vtime;
 }
 
 /* Has the head of GORO_SPIN_DSQ, @p, waited longer than spin_max_wait_ns? */
@@ -1083,7 +1126,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
 	struct goro_ref r = {};
-	u64 vtime, key_off = 0;
+	u64 vtime, key_off = 0, debt;
 	u64 now = bpf_ktime_get_ns();
 	u64 dsq = GORO_SHARED_DSQ;
 	u64 w = 0;
@@ -1099,8 +1142,9 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * Starvation bound: see MAX_DEBT_SLICES. (Wakeups were placed in
 	 * goro_runnable.) The insert stores the clamped vtime.
 	 */
-	if (time_before(vclock + MAX_DEBT_SLICES * slice_ns, vtime)) {
-		vtime = vclock + MAX_DEBT_SLICES * slice_ns;
+	debt = debt_bound();
+	if (time_before(vclock + debt, vtime)) {
+		vtime = vclock + debt;
 		stat_inc(GORO_STAT_DEBT_CLAMPED);
 	}
 
@@ -1112,6 +1156,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	if (w && GORO_MW_STATE(w) == GORO_M_SPINNING && !(enq_flags & SCX_ENQ_WAKEUP) &&
 	    (policies & GORO_POLICY_SPIN)) {
 		dsq = GORO_SPIN_DSQ;
+		vtime = spin_floor(vtime);
 		stat_inc(GORO_STAT_SPIN_ENQ);
 	} else {
 		stat_inc(GORO_STAT_ENQUEUE);
@@ -1170,6 +1215,19 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	};
 	/* On the root scheduler a failed insert aborts us; nothing to check. */
 	__scx_bpf_dsq_insert_vtime(p, &args);
+	/*
+	 * An idle CPU does not look at the queues until something kicks it
+	 * (no tick while idle): a task queued by a busy CPU (a yield, a
+	 * preemption) would wait for that CPU, however long it stays busy.
+	 * Seen under stress-ng --aggressive: one CPU idle for 8.8 s next to
+	 * 13 queued tasks, and the watchdog ejected us.
+	 */
+	{
+		s32 idle = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+
+		if (idle >= 0)
+			scx_bpf_kick_cpu(idle, SCX_KICK_IDLE);
+	}
 }
 
 /*
@@ -1186,6 +1244,7 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	struct goro_ref r = {};
 	u64 now = bpf_ktime_get_ns();
 	bool prev_queued = prev && (prev->scx.flags & SCX_TASK_QUEUED);
+	struct cpu_ctx *cc;
 	bool spin_waits;
 	u64 w = 0;
 
@@ -1237,9 +1296,22 @@ void GORO_STRUCT_OPS(goro_dispatch, s32 cpu, struct task_struct *prev)
 	head = scx_bpf_dsq_peek(GORO_SHARED_DSQ);
 	if (spin_head && !spin_aged(spin_head))
 		spin_head = NULL;
-	if (spin_head && head && time_before(head->scx.dsq_vtime, spin_head->scx.dsq_vtime))
+	if (spin_head && head && time_before(head->scx.dsq_vtime, spin_floor(spin_head->scx.dsq_vtime)))
 		spin_head = NULL;
+	/*
+	 * And at most every other dispatch of a CPU while the shared queue
+	 * waits: a task woken behind a crowd of aged spinners (a thread of
+	 * the spinners' own process joining them, 128 of them) then waits
+	 * one spinner's slice, not one per spinner below it in vtime.
+	 */
+	cc = cpu_ctx_of(cpu);
+	if (spin_head && head && cc && cc->spun)
+		spin_head = NULL;
+	if (cc)
+		cc->spun = 0;
 	if (spin_head && scx_bpf_dsq_move_to_local(GORO_SPIN_DSQ)) {
+		if (head && cc)
+			cc->spun = 1;
 		stat_inc(GORO_STAT_SPIN_AGED);
 		return;
 	}
