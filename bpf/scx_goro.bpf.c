@@ -307,6 +307,13 @@ const volatile __u32 policies = GORO_POLICY_ALL;
 const volatile __u64 checkdead_period_ns = 10ULL * 1000 * 1000;
 const volatile __u64 stall_threshold_ns = 100ULL * 1000 * 1000;
 
+/*
+ * How many processes can be attached at once: the number of slots, i.e. the
+ * max_entries of goro_procs, goro_slot_owner and slot_privs (the loader
+ * sets both; 2x for goro_tgid_slot). Loader: --max-procs.
+ */
+const volatile __u32 nr_slots = GORO_MAX_PROCS;
+
 /* Starvation bound of the shared queue: see "Starvation bound" above and debt_bound(). */
 enum { MAX_DEBT_SLICES = 4 };
 #define MAX_DEBT_WAIT_NS (1000ULL * 1000 * 1000)
@@ -704,7 +711,7 @@ static bool goro_resolve(struct task_struct *p, struct task_ctx *tctx, struct go
 	} else {
 		slot = tctx->slot;
 	}
-	if (slot >= GORO_MAX_PROCS)
+	if (slot >= nr_slots)
 		goto not_attached;
 	own = bpf_map_lookup_elem(&goro_slot_owner, &slot);
 	if (!own || own->tgid != tgid || !own->gen)
@@ -819,7 +826,7 @@ static void account_quiescent(struct task_ctx *tctx, u64 now)
 	u8 counted = tctx->counted;
 
 	tctx->counted = CNT_NONE;
-	if (counted == CNT_NONE || slot >= GORO_MAX_PROCS)
+	if (counted == CNT_NONE || slot >= nr_slots)
 		return;
 	own = bpf_map_lookup_elem(&goro_slot_owner, &slot);
 	if (!own || own->gen != tctx->cnt_gen)
@@ -1737,7 +1744,7 @@ static int checkdead_timerfn(void *map, int *key, struct checkdead_timer *t)
 	    jiffies > jiffies_at_init)
 		ns_per_jiffy = (now - ktime_at_init) / (jiffies - jiffies_at_init);
 
-	goro_for(slot, 0, GORO_MAX_PROCS)
+	goro_for(slot, 0, nr_slots)
 		checkdead_slot(slot, now);
 	bpf_timer_start(&t->timer, checkdead_period_ns, 0);
 	return 0;

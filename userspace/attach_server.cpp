@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,9 @@ namespace {
 // A client that connected but sent no hello within this long is dropped:
 // it holds no slot, but we do not keep its fd forever.
 constexpr uint64_t kHelloTimeoutMs = 5000;
+// SO_PEERPIDFD (include/uapi/asm-generic/socket.h, Linux 6.5); older libc
+// headers lack it.
+constexpr int kSoPeerPidfd = 77;
 
 uint64_t now_ms() {
   timespec ts;
@@ -99,7 +103,7 @@ void AttachServer::stop() {
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+    for (uint32_t i = 0; i < slots_.size(); i++)
       if (slots_[i].conn >= 0) free_slot(i);
     for (const Pending& p : pending_) close(p.fd);
     pending_.clear();
@@ -118,7 +122,7 @@ void AttachServer::stop() {
 std::vector<AttachServer::Attached> AttachServer::attached() {
   std::lock_guard<std::mutex> lk(mu_);
   std::vector<Attached> out;
-  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+  for (uint32_t i = 0; i < slots_.size(); i++)
     if (slots_[i].conn >= 0) {
       Attached a = {i, slots_[i].tgid, slots_[i].gen, {}};
       std::memcpy(a.m, slots_[i].blk->m, sizeof(a.m));
@@ -144,6 +148,7 @@ void AttachServer::free_slot(uint32_t slot) {
     munmap(s.blk, block_map_size());
   }
   if (s.map_fd >= 0) close(s.map_fd);
+  if (s.pidfd >= 0) close(s.pidfd);
   close(s.conn);
   s = Slot{};
 }
@@ -198,32 +203,64 @@ void AttachServer::handle_hello(int fd) {
     return;
   }
   const uint32_t tgid = static_cast<uint32_t>(cred.pid);
+  const uint32_t uid = cred.uid;
+  // The process itself, not its pid: the slot is freed when it exits even
+  // if its connection lives on (passed to another process), and a reused
+  // pid can never inherit it. SO_PEERPIDFD names the process that
+  // connected (6.5+); pidfd_open of the pid is the fallback.
+  int pidfd = -1;
+  socklen_t plen = sizeof(pidfd);
+  if (getsockopt(fd, SOL_SOCKET, kSoPeerPidfd, &pidfd, &plen) != 0) pidfd = static_cast<int>(syscall(SYS_pidfd_open, cred.pid, 0));
+  if (pidfd < 0) {
+    reply(fd, -ESRCH, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  pollfd pp = {pidfd, POLLIN, 0};
+  if (poll(&pp, 1, 0) != 0) {  // it is gone already
+    close(pidfd);
+    reply(fd, -ESRCH, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  auto refuse = [&](int32_t status) {
+    close(pidfd);
+    reply(fd, status, 0, 0, -1);
+    close(fd);
+  };
 
   std::lock_guard<std::mutex> lk(mu_);
   // The same process attaching again replaces its old slot: after an
   // exec() the new image connects while the old image's connection (closed
   // by close-on-exec) may not have been seen to hang up yet. Only that
-  // process can have that tgid, so nobody else is harmed.
-  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+  // process can have that tgid (a dead one's slot went with its pidfd), so
+  // nobody else is harmed.
+  for (uint32_t i = 0; i < slots_.size(); i++)
     if (slots_[i].conn >= 0 && slots_[i].tgid == tgid) free_slot(i);
-  uint32_t slot = GORO_MAX_PROCS;
-  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
+  // Limits: a non-root uid holds at most limits_.per_user slots and never
+  // the last root_reserve() free ones.
+  uint32_t slot = UINT32_MAX, nfree = 0, mine = 0;
+  for (uint32_t i = 0; i < slots_.size(); i++) {
     if (slots_[i].conn < 0) {
-      slot = i;
-      break;
+      nfree++;
+      if (slot == UINT32_MAX) slot = i;
+    } else if (slots_[i].uid == uid) {
+      mine++;
     }
   }
-  if (slot == GORO_MAX_PROCS) {
-    reply(fd, -EBUSY, 0, 0, -1);
-    close(fd);
+  if (slot == UINT32_MAX || (uid != 0 && nfree <= root_reserve(static_cast<uint32_t>(slots_.size())))) {
+    refuse(-EBUSY);
+    return;
+  }
+  if (uid != 0 && mine >= limits_.per_user) {
+    refuse(-EDQUOT);
     return;
   }
   int map_fd = -1;
   goro_proc_export* b = nullptr;
   if (!new_block(slot, &map_fd, &b)) {
     std::fprintf(stderr, "scx_goro: attach of pid %u: creating its block: %s\n", tgid, std::strerror(errno));
-    reply(fd, -ENOMEM, 0, 0, -1);
-    close(fd);
+    refuse(-ENOMEM);
     return;
   }
   const uint64_t gen = ++next_gen_;
@@ -247,12 +284,11 @@ void AttachServer::handle_hello(int fd) {
     bpf_map_delete_elem(maps_.procs_fd, &slot);
     munmap(b, block_map_size());
     close(map_fd);
-    reply(fd, -ENOSPC, 0, 0, -1);
-    close(fd);
+    refuse(-ENOSPC);
     return;
   }
   __atomic_add_fetch(maps_.attach_seq, 1, __ATOMIC_SEQ_CST);
-  slots_[slot] = Slot{fd, tgid, gen, map_fd, b};
+  slots_[slot] = Slot{fd, tgid, gen, map_fd, b, pidfd, uid};
   reply(fd, 0, slot, gen, map_fd);
 }
 
@@ -268,9 +304,11 @@ void AttachServer::run() {
     slot_of.push_back(-1);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
+      for (uint32_t i = 0; i < slots_.size(); i++) {
         if (slots_[i].conn < 0) continue;
         pfds.push_back({slots_[i].conn, POLLIN, 0});
+        slot_of.push_back(static_cast<int>(i));
+        pfds.push_back({slots_[i].pidfd, POLLIN, 0});
         slot_of.push_back(static_cast<int>(i));
       }
     }
@@ -292,13 +330,17 @@ void AttachServer::run() {
       const int tag = slot_of[i];
       if (tag >= 0) {
         if (pfds[i].revents == 0) continue;
+        std::lock_guard<std::mutex> lk(mu_);
+        const uint32_t slot = static_cast<uint32_t>(tag);
+        if (slots_[slot].pidfd == pfds[i].fd) {  // the owner exited
+          free_slot(slot);
+          continue;
+        }
         // A live process sends nothing after its hello: readable means hang-up
         // (or junk, which we discard).
         char buf[64];
         ssize_t r = recv(pfds[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EINTR))) continue;
-        std::lock_guard<std::mutex> lk(mu_);
-        const uint32_t slot = static_cast<uint32_t>(tag);
         if (slots_[slot].conn == pfds[i].fd) free_slot(slot);
       } else {
         const Pending& p = pending_[static_cast<size_t>(-2 - tag)];

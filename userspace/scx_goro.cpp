@@ -95,6 +95,10 @@ void usage(FILE* out, const char* argv0) {
                "      --wake-preempt-us N  how much CPU a waking task must be owed, relative to a\n"
                "                        running task, to preempt it (default %" PRIu64 ")\n"
                "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
+               "      --max-procs N     how many goro processes can attach at once (default %d, at most %d)\n"
+               "      --max-procs-per-user N  how many of them one user other than root may have\n"
+               "                        attached (default a quarter of --max-procs; the last eighth\n"
+               "                        of the slots are kept for root)\n"
                "      --policies LIST   the runtime-aware policies to use, letters from 'abcdef' (a keep\n"
                "                        a P's M running, b spin queue, c P->CPU affinity, d sched.lock\n"
                "                        extension, e wake kicks, f sync wakeups wait on the waking M's\n"
@@ -111,7 +115,7 @@ void usage(FILE* out, const char* argv0) {
                "Runs until SIGINT/SIGTERM or until the kernel ejects the scheduler.\n"
                "See the top-level comment in bpf/scx_goro.bpf.c for more details.\n",
                argv0, argv0, kDefaultSliceUs, kDefaultStallMs, kDefaultLagUs, kDefaultWakePreemptUs,
-               kDefaultSpinSliceUs);
+               kDefaultSpinSliceUs, GORO_MAX_PROCS, GORO_MAX_PROCS_LIMIT);
 }
 
 volatile sig_atomic_t exit_req = 0;
@@ -512,7 +516,10 @@ int monitor(uint64_t secs, bool json) {
       break;
     }
     Procs procs;
-    for (uint32_t slot = 0; slot < GORO_MAX_PROCS; slot++) {
+    bpf_map_info info = {};
+    uint32_t info_len = sizeof(info);
+    const uint32_t nr_slots = bpf_map_get_info_by_fd(owner_fd, &info, &info_len) == 0 ? info.max_entries : 0;
+    for (uint32_t slot = 0; slot < nr_slots; slot++) {
       goro_slot_owner own = {};
       uint32_t inner_id = 0;
       if (bpf_map_lookup_elem(owner_fd, &slot, &own) != 0 || own.tgid == 0) continue;
@@ -549,6 +556,8 @@ struct Options {
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
   uint64_t spin_slice_us = kDefaultSpinSliceUs;
+  uint64_t max_procs = GORO_MAX_PROCS;
+  uint64_t max_procs_per_user = 0;  // 0: a quarter of max_procs
   bool partial = false;
   std::string events_file;
 };
@@ -569,6 +578,11 @@ Outcome run_once(const Options& o) {
   skel->rodata->wake_preempt_mode = o.wake_preempt;
   skel->rodata->policies = o.policies;
   skel->rodata->spin_slice_ns = o.spin_slice_us * 1000;
+  skel->rodata->nr_slots = static_cast<uint32_t>(o.max_procs);
+  bpf_map__set_max_entries(skel->maps.goro_procs, static_cast<uint32_t>(o.max_procs));
+  bpf_map__set_max_entries(skel->maps.goro_slot_owner, static_cast<uint32_t>(o.max_procs));
+  bpf_map__set_max_entries(skel->maps.slot_privs, static_cast<uint32_t>(o.max_procs));
+  bpf_map__set_max_entries(skel->maps.goro_tgid_slot, static_cast<uint32_t>(o.max_procs * 2));
   if (o.partial) skel->struct_ops.goro_ops->flags |= GORO_OPS_SWITCH_PARTIAL;
 
   if (int err = scx_goro__load(skel); err != 0) {
@@ -582,7 +596,10 @@ Outcome run_once(const Options& o) {
   AttachServer server;
   const AttachServer::Maps maps = {bpf_map__fd(skel->maps.goro_procs), bpf_map__fd(skel->maps.goro_slot_owner),
                                    bpf_map__fd(skel->maps.goro_tgid_slot), &skel->bss->attach_seq};
-  server.set_maps(maps);
+  AttachServer::Limits limits;
+  limits.nr_slots = static_cast<uint32_t>(o.max_procs);
+  limits.per_user = static_cast<uint32_t>(o.max_procs_per_user);
+  server.set_maps(maps, limits);
   if (!ensure_bpffs(&err) || !pin_maps(skel, &err)) {
     std::fprintf(stderr, "scx_goro: %s\n", err.c_str());
     remove_pins();
@@ -705,6 +722,8 @@ int main(int argc, char** argv) {
     kOptWakePreemptUs,
     kOptPolicies,
     kOptSpinSliceUs,
+    kOptMaxProcs,
+    kOptMaxProcsPerUser,
   };
   static const option long_opts[] = {
       {"slice-us", required_argument, nullptr, 's'},
@@ -720,13 +739,15 @@ int main(int argc, char** argv) {
       {"wake-preempt-us", required_argument, nullptr, kOptWakePreemptUs},
       {"policies", required_argument, nullptr, kOptPolicies},
       {"spin-slice-us", required_argument, nullptr, kOptSpinSliceUs},
+      {"max-procs", required_argument, nullptr, kOptMaxProcs},
+      {"max-procs-per-user", required_argument, nullptr, kOptMaxProcsPerUser},
       {"verbose", no_argument, nullptr, 'v'},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
-  auto bad = [&](const char* what, const char* val, const char* want) {
-    std::fprintf(stderr, "scx_goro: bad %s '%s' (want %s)\n", what, val ? val : "", want);
+  auto bad = [&](const char* what, const char* val, const std::string& want) {
+    std::fprintf(stderr, "scx_goro: bad %s '%s' (want %s)\n", what, val ? val : "", want.c_str());
     usage(stderr, argv[0]);
     return 1;
   };
@@ -781,6 +802,14 @@ int main(int argc, char** argv) {
       case kOptSpinSliceUs:
         if (!parse_u64(optarg, 1000000, &o.spin_slice_us)) return bad("--spin-slice-us", optarg, "1..1000000");
         break;
+      case kOptMaxProcs:
+        if (!parse_u64(optarg, GORO_MAX_PROCS_LIMIT, &o.max_procs))
+          return bad("--max-procs", optarg, "1.." + std::to_string(GORO_MAX_PROCS_LIMIT));
+        break;
+      case kOptMaxProcsPerUser:
+        if (!parse_u64(optarg, GORO_MAX_PROCS_LIMIT, &o.max_procs_per_user))
+          return bad("--max-procs-per-user", optarg, "1.." + std::to_string(GORO_MAX_PROCS_LIMIT));
+        break;
       case kOptPolicies:
         if (!parse_policies(optarg, &o.policies)) return bad("--policies", optarg, "letters from 'abcdef', or 'none'");
         break;
@@ -804,6 +833,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (o.stats_json && o.stats_secs == 0) o.stats_secs = 1;
+  if (o.max_procs_per_user == 0) o.max_procs_per_user = o.max_procs >= 4 ? o.max_procs / 4 : 1;
 
   libbpf_set_print(libbpf_print);
   struct sigaction sa = {};
