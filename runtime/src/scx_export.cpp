@@ -281,6 +281,8 @@ void reattach(goro_proc_export* x, std::uint32_t slot) {
 }
 }  // namespace
 
+bool scx_connected() { return scx_on() && !loader_lost; }
+
 bool scx_watch(std::int64_t now) {
   if (!scx_on() || now < watch_next) return false;
   if (!loader_lost) {
