@@ -26,10 +26,13 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -55,6 +58,8 @@ namespace {
 constexpr const char* kVersion = "0.2";
 constexpr const char* kSchedExtDir = "/sys/kernel/sched_ext";
 constexpr const char* kBpfFs = "/sys/fs/bpf";
+// Held (flock) by the running loader: one at a time.
+constexpr const char* kLockFile = "/run/scx_goro.lock";
 constexpr uint64_t kDefaultSliceUs = 7000;
 constexpr uint64_t kDefaultStallMs = 100;
 // The BPF side's max_lag_ns and wake_preempt_lag_ns (the loader always sets them).
@@ -448,23 +453,46 @@ int on_event(void* ctx, void* data, size_t size) {
 
 std::string pin_path(const char* name) { return std::string(GORO_SCX_PIN_DIR) + "/" + name; }
 
-// Removes GORO_SCX_PIN_DIR and what is pinned in it (a SIGKILLed loader's leftovers).
+// The pin directory is a name in bpffs, and bpffs may be writable by others
+// (mounted with the kernel's default mode 01777): nothing here follows a
+// symlink or trusts what it finds. remove_pins opens the directory with
+// O_NOFOLLOW and unlinks entries relative to it; a symlink planted at
+// GORO_SCX_PIN_DIR is removed itself, never followed; pin_maps creates the
+// directory afresh and checks it is a real directory owned by root, mode
+// 0755, before pinning into it.
+constexpr const char* kPinDirName = "scx_goro";  // GORO_SCX_PIN_DIR = kBpfFs + "/" + this
+
+// Removes GORO_SCX_PIN_DIR and what is pinned in it (a SIGKILLed loader's
+// leftovers), or whatever else sits at that name.
 void remove_pins() {
-  if (DIR* d = opendir(GORO_SCX_PIN_DIR)) {
-    while (dirent* e = readdir(d)) {
-      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-      unlink(pin_path(e->d_name).c_str());
-    }
-    closedir(d);
+  int parent = open(kBpfFs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (parent < 0) return;
+  int d = openat(parent, kPinDirName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (d < 0) {
+    // Not a directory (a symlink, a file): remove the name, nothing it points at.
+    if (errno == ELOOP || errno == ENOTDIR) unlinkat(parent, kPinDirName, 0);
+    close(parent);
+    return;
   }
-  rmdir(GORO_SCX_PIN_DIR);
+  if (DIR* dir = fdopendir(d)) {
+    while (dirent* e = readdir(dir)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      unlinkat(d, e->d_name, 0);  // never follows; a subdirectory stays (and so does the directory)
+    }
+    closedir(dir);
+  } else {
+    close(d);
+  }
+  unlinkat(parent, kPinDirName, AT_REMOVEDIR);
+  close(parent);
 }
 
+// bpffs at kBpfFs, mounted (not world-writable) if it is not there.
 bool ensure_bpffs(std::string* err) {
   struct statfs sfs;
   constexpr long kBpfFsMagic = 0xcafe4a11;
   if (statfs(kBpfFs, &sfs) == 0 && sfs.f_type == kBpfFsMagic) return true;
-  if (mount("bpf", kBpfFs, "bpf", 0, nullptr) != 0) {
+  if (mount("bpf", kBpfFs, "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755") != 0) {
     *err = std::string("mounting bpffs at ") + kBpfFs + ": " + std::strerror(errno);
     return false;
   }
@@ -473,8 +501,22 @@ bool ensure_bpffs(std::string* err) {
 
 bool pin_maps(scx_goro* skel, std::string* err) {
   remove_pins();
-  if (mkdir(GORO_SCX_PIN_DIR, 0755) != 0) {
-    *err = std::string("mkdir ") + GORO_SCX_PIN_DIR + ": " + std::strerror(errno);
+  struct stat st;
+  if (stat(kBpfFs, &st) != 0 || ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))) {
+    // World-writable without the sticky bit: anyone could swap our directory.
+    *err = std::string(kBpfFs) + " is writable by everyone (and not sticky): not pinning there";
+    return false;
+  }
+  const mode_t old_umask = umask(022);
+  const int rc = mkdir(GORO_SCX_PIN_DIR, 0755);
+  umask(old_umask);
+  if (rc != 0) {
+    *err = std::string("mkdir ") + GORO_SCX_PIN_DIR + ": " + std::strerror(errno) +
+           (errno == EEXIST ? " (something that is not ours is there and could not be removed)" : "");
+    return false;
+  }
+  if (lstat(GORO_SCX_PIN_DIR, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 07777) != 0755) {
+    *err = std::string(GORO_SCX_PIN_DIR) + " is not the directory we just made (owner root, mode 0755)";
     return false;
   }
   const std::pair<const char*, bpf_map*> pins[] = {
@@ -844,12 +886,39 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   if (monitor_secs != 0) return monitor(monitor_secs, o.stats_json);
+  // Each attached process costs the attach server three fds (connection,
+  // block, pidfd): take what the hard limit allows.
+  if (rlimit rl; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 
   if (access(kSchedExtDir, F_OK) != 0) {
     std::fprintf(stderr,
                  "scx_goro: this kernel has no sched_ext (%s is missing; needs "
                  "CONFIG_SCHED_CLASS_EXT=y, e.g. the kernel vmtest/run boots)\n",
                  kSchedExtDir);
+    return 1;
+  }
+
+  // One loader at a time, and never one that touches another's files: the
+  // lock is taken before anything is pinned or bound, and a sched_ext
+  // scheduler already loaded (scx_goro or another) is refused up front.
+  // (Before, a second scx_goro deleted the running one's pins on its way to
+  // failing: new goro processes then ran standalone.)
+  const int lock_fd = open(kLockFile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    std::fprintf(stderr, "scx_goro: opening %s: %s\n", kLockFile, std::strerror(errno));
+    return 1;
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    std::fprintf(stderr, "scx_goro: scx_goro is already running (it holds %s); leaving it alone\n", kLockFile);
+    return 1;
+  }
+  if (const std::string state = read_sysfs("state"); state != "disabled") {
+    const std::string ops = read_sysfs("root/ops");
+    std::fprintf(stderr, "scx_goro: a sched_ext scheduler is already loaded (state '%s', ops '%s')%s; leaving it alone\n",
+                 state.c_str(), ops.c_str(), ops == "goro" ? ": scx_goro is already running" : "");
     return 1;
   }
 
