@@ -191,7 +191,14 @@
  * leader's SIGNAL_STOP_STOPPED), a process whose block is stale (its
  * runtime is frozen or dead: we cannot trust a snapshot nobody refreshes),
  * and a process with a runnable thread not yet matched to a record while
- * some record is being born (tid still 0): that is an M starting up.
+ * some record is being born (tid still 0): that is an M starting up; nor
+ * one with more Ms than the block has records (mcount > GORO_MAX_M: an
+ * undescribed M may be running its Gs), nor one whose M holding a P is in
+ * an uninterruptible sleep (the task lookups behind that are made once per
+ * would-be report, and only of the owner's own threads: a block naming
+ * another process's thread learns nothing about it). Events are rate
+ * limited (stall_rate_ok): a process's first event in 10 s always goes out,
+ * repeats share a budget of 8 plus 4 a second among all processes.
  *
  * Where it falls short
  * --------------------
@@ -435,6 +442,7 @@ struct slot_priv {
 	u64 stall_since_ns;	/* 0: the stall condition does not hold */
 	u64 stall_reported;	/* the current episode has been reported */
 	u64 stall_events;
+	u64 last_event_ns;	/* when this owner's last event went out (stall_rate_ok) */
 	u32 p_cpu[GORO_MAX_P];	/* CPU + 1 each P last ran on; 0: unknown */
 	u64 km[GORO_MAX_M];	/* what we mirror into kv.km */
 };
@@ -606,6 +614,7 @@ static struct slot_priv *slot_priv_get(u32 slot, u64 gen)
 		sp->stall_since_ns = 0;
 		sp->stall_reported = 0;
 		sp->stall_events = 0;
+		sp->last_event_ns = 0;
 		slot_priv_clear_tables(sp);
 	}
 	return sp;
@@ -1552,7 +1561,7 @@ static bool process_stopped(u32 tgid)
  * reclaim for over 100 ms, reported as a stall. Only called when the stall
  * condition otherwise holds, so the task lookups cost nothing normally.
  */
-static bool m_blocked_in_kernel(struct goro_proc_export *blk)
+static bool m_blocked_in_kernel(struct goro_proc_export *blk, u32 tgid)
 {
 	s32 i;
 
@@ -1571,7 +1580,8 @@ static bool m_blocked_in_kernel(struct goro_proc_export *blk)
 		t = bpf_task_from_pid(tid);
 		if (!t)
 			continue;
-		d = t->__state & TASK_UNINTERRUPTIBLE_BIT;
+		/* Another process's thread: none of our business, and no probe of it. */
+		d = t->tgid == tgid && (t->__state & TASK_UNINTERRUPTIBLE_BIT);
 		bpf_task_release(t);
 		if (d)
 			return true;
@@ -1601,6 +1611,37 @@ static __always_inline void stall_emit(u32 slot, u32 tgid, struct goro_proc_expo
 	bpf_probe_read_kernel(ev->km, sizeof(ev->km), sp->km);
 	bpf_probe_read_kernel(ev->p, sizeof(ev->p), blk->p);
 	bpf_ringbuf_submit(ev, 0);
+}
+
+/*
+ * Stall events are lines in root's log: a process must not be able to fill
+ * it. A process whose last event is older than STALL_QUIET_NS always gets
+ * its event through (a genuine stall is usually a first one); repeats come
+ * out of a budget shared by everybody, STALL_BURST events refilled at one
+ * per STALL_REFILL_NS. So a flood of repeats costs at most that rate in
+ * all, and cannot crowd out anyone's first report.
+ */
+#define STALL_QUIET_NS (10ULL * NSEC_PER_SEC)
+#define STALL_REFILL_NS (NSEC_PER_SEC / 4)
+enum { STALL_BURST = 8 };
+static u64 stall_budget_at; /* the budget is full at this time; see stall_rate_ok */
+
+static bool stall_rate_ok(struct slot_priv *sp, u64 now)
+{
+	u64 last = sp->last_event_ns, at = stall_budget_at;
+
+	if (!last || now - last >= STALL_QUIET_NS) {
+		sp->last_event_ns = now;
+		return true;
+	}
+	/* Token bucket as one timestamp: full at @at, each event moves it on. */
+	if (time_before(at, now - STALL_BURST * STALL_REFILL_NS))
+		at = now - STALL_BURST * STALL_REFILL_NS;
+	if (time_before(now, at + STALL_REFILL_NS))
+		return false;
+	stall_budget_at = at + STALL_REFILL_NS;
+	sp->last_event_ns = now;
+	return true;
 }
 
 static void stall_clear(struct slot_priv *sp)
@@ -1708,8 +1749,6 @@ static void checkdead_slot(u32 slot, u64 now)
 	}
 	if (!active && born && sp->nr_unmatched_runnable > 0)
 		active = true;
-	if (!active)
-		active = m_blocked_in_kernel(blk);
 	if (active) {
 		stall_clear(sp);
 		return;
@@ -1726,10 +1765,24 @@ static void checkdead_slot(u32 slot, u64 now)
 		sp->stall_since_ns = now;
 		return;
 	}
+	/*
+	 * The task lookups come last, once per would-be report (not every
+	 * tick while the condition holds), and only of the owner's threads.
+	 * A process with more Ms than the block has records cannot be seen
+	 * whole: one of the undescribed Ms may be running its Gs.
+	 */
+	if (sc.mcount > GORO_MAX_M || m_blocked_in_kernel(blk, tgid)) {
+		stall_clear(sp);
+		return;
+	}
 	sp->stall_reported = 1;
 	sp->stall_events++;
 	blk->kv.stall_events = sp->stall_events;
 	stat_inc(GORO_STAT_STALL_EVENTS);
+	if (!stall_rate_ok(sp, now)) {
+		stat_inc(GORO_STAT_EVENTS_DROPPED);
+		return;
+	}
 	stall_emit(slot, tgid, blk, sp, &sc, now);
 }
 
