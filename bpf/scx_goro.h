@@ -495,7 +495,8 @@ struct goro_welcome {
 	__u32 abi;	/* the loader's GORO_EXPORT_ABI */
 	__s32 status;	/* 0, or a negative errno: -EBUSY no free slot (for a non-root uid: none
 			 * outside root's reserve), -EDQUOT the uid's limit of slots, -ESRCH
-			 * the process is gone, -EPROTO ABI mismatch */
+			 * the process is gone, -EXDEV the process is in another pid
+			 * namespace (its tids are not the kernel's), -EPROTO ABI mismatch */
 	__u32 slot;
 	__u64 gen;
 	__u32 flags;	/* GORO_ATTACH_* */

@@ -83,10 +83,12 @@ class AttachServer {
   struct Pending {
     int fd;
     uint64_t since_ms;
+    uint32_t uid;
   };
 
   void run();
-  void handle_hello(int fd);
+  void handle_hello(int fd, uint32_t peer_uid);
+  void accept_batch();
   void free_slot(uint32_t slot);  // mu_ held
   // A new block for an attach of @slot, mapped; false with errno.
   bool new_block(uint32_t slot, int* fd, goro_proc_export** blk);
@@ -97,6 +99,7 @@ class AttachServer {
   Limits limits_;
   std::vector<Slot> slots_;
   std::vector<Pending> pending_;
+  uint64_t accept_paused_until_ = 0;
   uint64_t next_gen_ = 0;
   int listen_fd_ = -1;
   int wake_fd_[2] = {-1, -1};
