@@ -44,6 +44,14 @@
 //            With GORO_WRITER_ORPHAN=1 each child hands its connection to a
 //            grandchild that keeps it for SECONDS, and exits at once: slots
 //            held by connections whose processes are dead.
+//   dstate   (no attach; NTHREADS ignored) prints "dstate: tid T" and sits in
+//            an uninterruptible sleep (a vfork parent waiting for its child)
+//            for SECONDS: a thread in D state for the probe test.
+//   probe    (NTHREADS = a foreign tid) describes that tid as its M holding
+//            P0, with one runnable G on P0 and no other M: the stall check's
+//            condition. Prints "probe: stall_events N" after SECONDS: if the
+//            kernel looked the foreign thread up, N tells its owner whether
+//            that thread was in D state (0: it was).
 //   spinall  every worker claims SPINNING for ever and burns CPU (a hostile
 //            process: more spinners than CPUs must not starve anybody).
 //            Up to 4 * GORO_MAX_M threads; those beyond the M table just burn.
@@ -81,7 +89,7 @@
 
 namespace {
 
-enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner, kSpinAll, kSnoop, kSwarm, kStallFlap };
+enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner, kSpinAll, kSnoop, kSwarm, kStallFlap, kDState, kProbe };
 
 // Shutdown is two-phase (see the end of main): sysmon_done stops sysmon
 // and the scribbler, done the workers.
@@ -371,6 +379,18 @@ void sysmon(Mode mode, uint32_t nthreads) {
   }
 }
 
+// dstate mode: the caller sits in D state (waiting for its vfork child)
+// while the child sleeps @secs. Its own function: nothing of main's frame
+// lives across the vfork.
+[[gnu::noinline]] void vfork_and_sleep(long secs) {
+  if (vfork() == 0) {
+    // Only system calls until _exit: the parent's memory is ours.
+    timespec ts = {static_cast<time_t>(secs), 0};
+    syscall(SYS_nanosleep, &ts, nullptr);
+    _exit(0);
+  }
+}
+
 // Swarm mode: see the top. Children report 'A' (attached) or 'R' over a pipe.
 int swarm(int n, double secs) {
   const bool orphan = std::getenv("GORO_WRITER_ORPHAN") != nullptr;
@@ -426,7 +446,7 @@ double cpu_ms() {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner|spinall|snoop|swarm|stallflap NTHREADS SECONDS\n",
+    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner|spinall|snoop|swarm|stallflap|dstate|probe NTHREADS SECONDS\n",
                  argv[0]);
     return 1;
   }
@@ -445,19 +465,49 @@ int main(int argc, char** argv) {
   else if (m == "snoop") mode = Mode::kSnoop;
   else if (m == "swarm") mode = Mode::kSwarm;
   else if (m == "stallflap") mode = Mode::kStallFlap;
+  else if (m == "dstate") mode = Mode::kDState;
+  else if (m == "probe") mode = Mode::kProbe;
   else {
     std::fprintf(stderr, "export_writer: unknown mode '%s'\n", argv[1]);
     return 1;
   }
   const int nthreads = std::atoi(argv[2]);
   const double secs = std::atof(argv[3]);
-  const int max_threads = mode == Mode::kSpinAll || mode == Mode::kSwarm ? 4 * GORO_MAX_M : GORO_MAX_P;
+  const int max_threads = mode == Mode::kProbe                              ? INT32_MAX
+                          : mode == Mode::kSpinAll || mode == Mode::kSwarm ? 4 * GORO_MAX_M
+                                                                           : GORO_MAX_P;
   if (nthreads < 1 || nthreads > max_threads || secs <= 0) {
     std::fprintf(stderr, "export_writer: want 1..%d threads and a positive duration\n", max_threads);
     return 1;
   }
 
   if (mode == Mode::kSwarm) return swarm(nthreads, secs);
+  if (mode == Mode::kDState) {
+    std::printf("export_writer: dstate: tid %u\n", gettid_u32());
+    std::fflush(stdout);
+    vfork_and_sleep(static_cast<long>(secs));
+    return 0;
+  }
+  if (mode == Mode::kProbe) {
+    uint32_t fl = 0;
+    blk = attach(&fl);
+    if (blk == nullptr) return 2;
+    store32(&blk->hdr.abi, GORO_EXPORT_ABI);
+    store32(&blk->hdr.nm, 2);
+    store32(&blk->m[1].tid, static_cast<uint32_t>(nthreads));  // somebody else's thread
+    store64(&blk->m[1].word, GORO_MW_MAKE(GORO_M_RUNNING, 0, 0));
+    store64(&blk->p[0].word, GORO_PW_MAKE(GORO_P_RUNNING, 1, 1));
+    const uint64_t end = mono_ns() + static_cast<uint64_t>(secs * 1e9);
+    while (mono_ns() < end) {
+      store64(&blk->hdr.heartbeat_ns, mono_ns());
+      publish_counters(1, 0, 0, 0);
+      timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, nullptr);
+    }
+    std::printf("export_writer: probe: stall_events %" PRIu64 "\n",
+                static_cast<uint64_t>(__atomic_load_n(&blk->kv.stall_events, __ATOMIC_ACQUIRE)));
+    return 0;
+  }
   uint32_t flags = 0;
   const bool attaching = mode != Mode::kPlain && mode != Mode::kWakerPlain;
   if (attaching) {
