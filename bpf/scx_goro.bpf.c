@@ -17,7 +17,8 @@
  *     in progress; new tasks start at it.
  *   - Starvation bound: a queued task's vtime is lowered to at most
  *     MAX_DEBT_SLICES slices ahead of vclock (khugepaged, weight 1,
- *     starved for 5.2 s under stress-ng before this existed).
+ *     starved for 5.2 s under stress-ng before this existed), fewer when
+ *     many tasks are queued (debt_bound).
  *   - Idle fast path: a waking task for which select_cpu finds an idle CPU
  *     goes straight to that CPU's local DSQ.
  *   - Wakeup preemption: only for goro Ms woken to start work by default
@@ -188,7 +189,14 @@
  * leader's SIGNAL_STOP_STOPPED), a process whose block is stale (its
  * runtime is frozen or dead: we cannot trust a snapshot nobody refreshes),
  * and a process with a runnable thread not yet matched to a record while
- * some record is being born (tid still 0): that is an M starting up.
+ * some record is being born (tid still 0): that is an M starting up; nor
+ * one with more Ms than the block has records (mcount > GORO_MAX_M: an
+ * undescribed M may be running its Gs), nor one whose M holding a P is in
+ * an uninterruptible sleep (the task lookups behind that are made once per
+ * would-be report, and only of the owner's own threads: a block naming
+ * another process's thread learns nothing about it). Events are rate
+ * limited (stall_rate_ok): a process's first event in 10 s always goes out,
+ * repeats share a budget of 8 plus 4 a second among all processes.
  *
  * Where it falls short
  * --------------------
@@ -317,8 +325,16 @@ const volatile __u32 policies = GORO_POLICY_ALL;
 const volatile __u64 checkdead_period_ns = 10ULL * 1000 * 1000;
 const volatile __u64 stall_threshold_ns = 100ULL * 1000 * 1000;
 
-/* Starvation bound of the shared queue: see "Starvation bound" above. */
+/*
+ * How many processes can be attached at once: the number of slots, i.e. the
+ * max_entries of goro_procs, goro_slot_owner and slot_privs (the loader
+ * sets both; 2x for goro_tgid_slot). Loader: --max-procs.
+ */
+const volatile __u32 nr_slots = GORO_MAX_PROCS;
+
+/* Starvation bound of the shared queue: see "Starvation bound" above and debt_bound(). */
 enum { MAX_DEBT_SLICES = 4 };
+#define MAX_DEBT_WAIT_NS (1000ULL * 1000 * 1000)
 
 /*
  * The real-time starvation bound: a task queued this long is run out of
@@ -444,6 +460,7 @@ struct slot_priv {
 	u64 stall_since_ns;	/* 0: the stall condition does not hold */
 	u64 stall_reported;	/* the current episode has been reported */
 	u64 stall_events;
+	u64 last_event_ns;	/* when this owner's last event went out (stall_rate_ok) */
 	u64 km[GORO_MAX_M];	/* what we mirror into kv.km */
 };
 
@@ -613,6 +630,7 @@ static struct slot_priv *slot_priv_get(u32 slot, u64 gen)
 		sp->stall_since_ns = 0;
 		sp->stall_reported = 0;
 		sp->stall_events = 0;
+		sp->last_event_ns = 0;
 		slot_priv_clear_tables(sp);
 	}
 	return sp;
@@ -702,7 +720,7 @@ static bool goro_resolve(struct task_struct *p, struct task_ctx *tctx, struct go
 	} else {
 		slot = tctx->slot;
 	}
-	if (slot >= GORO_MAX_PROCS)
+	if (slot >= nr_slots)
 		goto not_attached;
 	own = bpf_map_lookup_elem(&goro_slot_owner, &slot);
 	if (!own || own->tgid != tgid || !own->gen)
@@ -817,7 +835,7 @@ static void account_quiescent(struct task_ctx *tctx, u64 now)
 	u8 counted = tctx->counted;
 
 	tctx->counted = CNT_NONE;
-	if (counted == CNT_NONE || slot >= GORO_MAX_PROCS)
+	if (counted == CNT_NONE || slot >= nr_slots)
 		return;
 	own = bpf_map_lookup_elem(&goro_slot_owner, &slot);
 	if (!own || own->gen != tctx->cnt_gen)
@@ -883,12 +901,37 @@ static void key_restore(struct task_struct *p, struct task_ctx *tctx)
 	}
 }
 
-/* The queue key's offset: run time since the last wakeup, at most a slice, weighted. */
+/*
+ * The queue key's offset: run time since the last wakeup, at most a slice,
+ * weighted -- and at most a slice after weighting: a weight-1 task
+ * (khugepaged) would otherwise sort 700 ms of vtime behind its vtime, a
+ * wait of minutes behind 100 CPU hogs.
+ */
 static u64 key_offset(struct task_struct *p, struct task_ctx *tctx)
 {
 	u64 run = tctx->exec_run < slice_ns ? tctx->exec_run : slice_ns;
+	u64 off = run * 100 / p->scx.weight;
 
-	return run * 100 / p->scx.weight;
+	return off < slice_ns ? off : slice_ns;
+}
+
+/*
+ * The starvation bound's reach ahead of vclock (see MAX_DEBT_SLICES). A
+ * task that far ahead waits until vclock passes it, and vclock moves at
+ * about nr_cpus / nr_queued of real time: so with many tasks queued the
+ * bound shrinks, to keep that wait near MAX_DEBT_WAIT_NS, but never below a
+ * slice (what a task of full weight may be ahead after its slice anyway).
+ * With 130 CPU-bound threads on 2 CPUs the fixed 4 slices made khugepaged
+ * (weight 1, always at the bound) wait 5.6 s: the watchdog ejected us.
+ */
+static u64 debt_bound(void)
+{
+	u64 n = scx_bpf_dsq_nr_queued(GORO_SHARED_DSQ) + 1;
+	u64 b = MAX_DEBT_WAIT_NS * scx_bpf_nr_cpu_ids() / n;
+
+	if (b > MAX_DEBT_SLICES * slice_ns)
+		return MAX_DEBT_SLICES * slice_ns;
+	return b < slice_ns ? slice_ns : b;
 }
 
 static struct cpu_ctx *cpu_ctx_of(s32 cpu)
@@ -1019,7 +1062,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct task_ctx *tctx = bpf_task_storage_get(&task_ctxs, p, 0, 0);
 	struct goro_ref r = {};
-	u64 vtime, key_off = 0;
+	u64 vtime, key_off = 0, debt;
 	u64 now = bpf_ktime_get_ns();
 	u64 w = 0;
 
@@ -1056,8 +1099,9 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * Starvation bound: see MAX_DEBT_SLICES. (Wakeups were placed in
 	 * goro_runnable.) The insert stores the clamped vtime.
 	 */
-	if (time_before(vclock + MAX_DEBT_SLICES * slice_ns, vtime)) {
-		vtime = vclock + MAX_DEBT_SLICES * slice_ns;
+	debt = debt_bound();
+	if (time_before(vclock + debt, vtime)) {
+		vtime = vclock + debt;
 		stat_inc(GORO_STAT_DEBT_CLAMPED);
 	}
 
@@ -1135,6 +1179,19 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	};
 	/* On the root scheduler a failed insert aborts us; nothing to check. */
 	__scx_bpf_dsq_insert_vtime(p, &args);
+	/*
+	 * An idle CPU does not look at the queues until something kicks it
+	 * (no tick while idle): a task queued by a busy CPU (a yield, a
+	 * preemption) would wait for that CPU, however long it stays busy.
+	 * Seen under stress-ng --aggressive: one CPU idle for 8.8 s next to
+	 * 13 queued tasks, and the watchdog ejected us.
+	 */
+	{
+		s32 idle = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+
+		if (idle >= 0)
+			scx_bpf_kick_cpu(idle, SCX_KICK_IDLE);
+	}
 }
 
 /*
@@ -1426,7 +1483,7 @@ static bool process_stopped(u32 tgid)
  * reclaim for over 100 ms, reported as a stall. Only called when the stall
  * condition otherwise holds, so the task lookups cost nothing normally.
  */
-static bool m_blocked_in_kernel(struct goro_proc_export *blk)
+static bool m_blocked_in_kernel(struct goro_proc_export *blk, u32 tgid)
 {
 	s32 i;
 
@@ -1445,7 +1502,8 @@ static bool m_blocked_in_kernel(struct goro_proc_export *blk)
 		t = bpf_task_from_pid(tid);
 		if (!t)
 			continue;
-		d = t->__state & TASK_UNINTERRUPTIBLE_BIT;
+		/* Another process's thread: none of our business, and no probe of it. */
+		d = t->tgid == tgid && (t->__state & TASK_UNINTERRUPTIBLE_BIT);
 		bpf_task_release(t);
 		if (d)
 			return true;
@@ -1475,6 +1533,37 @@ static __always_inline void stall_emit(u32 slot, u32 tgid, struct goro_proc_expo
 	bpf_probe_read_kernel(ev->km, sizeof(ev->km), sp->km);
 	bpf_probe_read_kernel(ev->p, sizeof(ev->p), blk->p);
 	bpf_ringbuf_submit(ev, 0);
+}
+
+/*
+ * Stall events are lines in root's log: a process must not be able to fill
+ * it. A process whose last event is older than STALL_QUIET_NS always gets
+ * its event through (a genuine stall is usually a first one); repeats come
+ * out of a budget shared by everybody, STALL_BURST events refilled at one
+ * per STALL_REFILL_NS. So a flood of repeats costs at most that rate in
+ * all, and cannot crowd out anyone's first report.
+ */
+#define STALL_QUIET_NS (10ULL * NSEC_PER_SEC)
+#define STALL_REFILL_NS (NSEC_PER_SEC / 4)
+enum { STALL_BURST = 8 };
+static u64 stall_budget_at; /* the budget is full at this time; see stall_rate_ok */
+
+static bool stall_rate_ok(struct slot_priv *sp, u64 now)
+{
+	u64 last = sp->last_event_ns, at = stall_budget_at;
+
+	if (!last || now - last >= STALL_QUIET_NS) {
+		sp->last_event_ns = now;
+		return true;
+	}
+	/* Token bucket as one timestamp: full at @at, each event moves it on. */
+	if (time_before(at, now - STALL_BURST * STALL_REFILL_NS))
+		at = now - STALL_BURST * STALL_REFILL_NS;
+	if (time_before(now, at + STALL_REFILL_NS))
+		return false;
+	stall_budget_at = at + STALL_REFILL_NS;
+	sp->last_event_ns = now;
+	return true;
 }
 
 static void stall_clear(struct slot_priv *sp)
@@ -1592,8 +1681,6 @@ static void checkdead_slot(u32 slot, u64 now)
 	}
 	if (!active && born && sp->nr_unmatched_runnable > 0)
 		active = true;
-	if (!active)
-		active = m_blocked_in_kernel(blk);
 	if (active) {
 		stall_clear(sp);
 		return;
@@ -1610,10 +1697,24 @@ static void checkdead_slot(u32 slot, u64 now)
 		sp->stall_since_ns = now;
 		return;
 	}
+	/*
+	 * The task lookups come last, once per would-be report (not every
+	 * tick while the condition holds), and only of the owner's threads.
+	 * A process with more Ms than the block has records cannot be seen
+	 * whole: one of the undescribed Ms may be running its Gs.
+	 */
+	if (sc.mcount > GORO_MAX_M || m_blocked_in_kernel(blk, tgid)) {
+		stall_clear(sp);
+		return;
+	}
 	sp->stall_reported = 1;
 	sp->stall_events++;
 	blk->kv.stall_events = sp->stall_events;
 	stat_inc(GORO_STAT_STALL_EVENTS);
+	if (!stall_rate_ok(sp, now)) {
+		stat_inc(GORO_STAT_EVENTS_DROPPED);
+		return;
+	}
 	stall_emit(slot, tgid, blk, sp, &sc, now);
 }
 
@@ -1622,7 +1723,7 @@ static int checkdead_timerfn(void *map, int *key, struct checkdead_timer *t)
 	u64 now = bpf_ktime_get_ns();
 	int slot;
 
-	goro_for(slot, 0, GORO_MAX_PROCS)
+	goro_for(slot, 0, nr_slots)
 		checkdead_slot(slot, now);
 	bpf_timer_start(&t->timer, checkdead_period_ns, 0);
 	return 0;

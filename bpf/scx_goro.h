@@ -233,8 +233,10 @@ struct goro_exit_info {
  *      map `goro_slot_owner` and tgid -> slot in `goro_tgid_slot`, and
  *      answers with struct goro_welcome plus the map's fd (SCM_RIGHTS).
  *   3. The process keeps the connection open for its whole life (close-on-
- *      exec). When it exits -- or is SIGKILLed -- the socket closes and the
- *      loader frees the slot: ownership records first, then the block is
+ *      exec). When it exits -- or is SIGKILLed -- the loader frees the slot
+ *      (it holds a pidfd of the process that connected, so this happens
+ *      even if the connection was passed on and lives; a reused pid never
+ *      inherits a slot; the socket closing frees it as well): ownership records first, then the block is
  *      taken out of `goro_procs`, zeroed and dropped; the next attach gets
  *      a new block and generation. State of a dead process is gone as soon
  *      as the loader sees the hang-up.
@@ -331,7 +333,9 @@ struct goro_exit_info {
 
 #define GORO_EXPORT_ABI 1
 #define GORO_EXPORT_MAGIC 0x6f726f67U /* "goro", little-endian */
+/* Slots (attached processes): the default, and the most --max-procs allows. */
 #define GORO_MAX_PROCS 64
+#define GORO_MAX_PROCS_LIMIT 1024
 #define GORO_MAX_M 128
 #define GORO_MAX_P 64
 /*
@@ -481,7 +485,10 @@ struct goro_hello {
 struct goro_welcome {
 	__u32 magic;	/* GORO_EXPORT_MAGIC */
 	__u32 abi;	/* the loader's GORO_EXPORT_ABI */
-	__s32 status;	/* 0, or a negative errno (-EBUSY: no free slot; -EPROTO: ABI mismatch) */
+	__s32 status;	/* 0, or a negative errno: -EBUSY no free slot (for a non-root uid: none
+			 * outside root's reserve), -EDQUOT the uid's limit of slots, -ESRCH
+			 * the process is gone, -EXDEV the process is in another pid
+			 * namespace (its tids are not the kernel's), -EPROTO ABI mismatch */
 	__u32 slot;
 	__u64 gen;
 	__u32 flags;	/* GORO_ATTACH_* */

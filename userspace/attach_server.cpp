@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,12 +24,36 @@ namespace {
 
 // A client that connected but sent no hello within this long is dropped:
 // it holds no slot, but we do not keep its fd forever.
-constexpr uint64_t kHelloTimeoutMs = 5000;
+constexpr uint64_t kHelloTimeoutMs = 1000;
+// Connections that have not said hello yet: at most this many in all and
+// per uid; a new one beyond either bound pushes out the oldest (of its uid,
+// else of all). An honest client sends its hello right after connecting,
+// so it is never the oldest for long. Each wake-up accepts at most
+// kAcceptBatch connections, so the backlog drains even under a flood.
+constexpr size_t kMaxPending = 64;
+constexpr size_t kMaxPendingPerUid = 8;
+constexpr int kAcceptBatch = 64;
+// accept4 failing for lack of fds with nothing pending to drop: the
+// listening socket stays readable, so it is left out of poll this long
+// instead of spinning.
+constexpr uint64_t kAcceptBackoffMs = 100;
+// SO_PEERPIDFD (include/uapi/asm-generic/socket.h, Linux 6.5); older libc
+// headers lack it.
+constexpr int kSoPeerPidfd = 77;
 
 uint64_t now_ms() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+// Is @pid in our pid namespace? (Its /proc/PID/ns/pid is the same inode as ours.)
+bool same_pid_ns(pid_t pid) {
+  struct stat mine, theirs;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/ns/pid", static_cast<int>(pid));
+  if (stat("/proc/self/ns/pid", &mine) != 0 || stat(path, &theirs) != 0) return false;
+  return mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev;
 }
 
 }  // namespace
@@ -66,7 +91,8 @@ bool AttachServer::new_block(uint32_t slot, int* fd_out, goro_proc_export** blk_
 
 bool AttachServer::start(uint32_t attach_flags, std::string* err) {
   attach_flags_ = attach_flags;
-  listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  // Non-blocking: accept_batch accepts until EAGAIN.
+  listen_fd_ = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (listen_fd_ < 0) {
     *err = std::string("socket: ") + std::strerror(errno);
     return false;
@@ -103,7 +129,7 @@ void AttachServer::stop() {
   }
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+    for (uint32_t i = 0; i < slots_.size(); i++)
       if (slots_[i].conn >= 0) free_slot(i);
     for (const Pending& p : pending_) close(p.fd);
     pending_.clear();
@@ -122,7 +148,7 @@ void AttachServer::stop() {
 std::vector<AttachServer::Attached> AttachServer::attached() {
   std::lock_guard<std::mutex> lk(mu_);
   std::vector<Attached> out;
-  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+  for (uint32_t i = 0; i < slots_.size(); i++)
     if (slots_[i].conn >= 0) {
       Attached a = {i, slots_[i].tgid, slots_[i].gen, {}};
       std::memcpy(a.m, slots_[i].blk->m, sizeof(a.m));
@@ -148,6 +174,7 @@ void AttachServer::free_slot(uint32_t slot) {
     munmap(s.blk, block_map_size());
   }
   if (s.map_fd >= 0) close(s.map_fd);
+  if (s.pidfd >= 0) close(s.pidfd);
   close(s.conn);
   s = Slot{};
 }
@@ -181,11 +208,11 @@ void AttachServer::reply(int fd, int32_t status, uint32_t slot, uint64_t gen, in
 
 // The one message of an attaching client. Whatever happens, @fd ends up
 // either owned by a slot or closed.
-void AttachServer::handle_hello(int fd) {
+void AttachServer::handle_hello(int fd, uint32_t peer_uid) {
   goro_hello hello = {};
   ssize_t n = recv(fd, &hello, sizeof(hello), MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-    pending_.push_back({fd, now_ms()});
+    pending_.push_back({fd, now_ms(), peer_uid});
     return;
   }
   if (n != static_cast<ssize_t>(sizeof(hello)) || hello.magic != GORO_EXPORT_MAGIC ||
@@ -202,32 +229,72 @@ void AttachServer::handle_hello(int fd) {
     return;
   }
   const uint32_t tgid = static_cast<uint32_t>(cred.pid);
+  const uint32_t uid = cred.uid;
+  // The process itself, not its pid: the slot is freed when it exits even
+  // if its connection lives on (passed to another process), and a reused
+  // pid can never inherit it. SO_PEERPIDFD names the process that
+  // connected (6.5+); pidfd_open of the pid is the fallback.
+  int pidfd = -1;
+  socklen_t plen = sizeof(pidfd);
+  if (getsockopt(fd, SOL_SOCKET, kSoPeerPidfd, &pidfd, &plen) != 0) pidfd = static_cast<int>(syscall(SYS_pidfd_open, cred.pid, 0));
+  if (pidfd < 0) {
+    reply(fd, -ESRCH, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  pollfd pp = {pidfd, POLLIN, 0};
+  if (poll(&pp, 1, 0) != 0) {  // it is gone already
+    close(pidfd);
+    reply(fd, -ESRCH, 0, 0, -1);
+    close(fd);
+    return;
+  }
+  auto refuse = [&](int32_t status) {
+    close(pidfd);
+    reply(fd, status, 0, 0, -1);
+    close(fd);
+  };
+  // A process in another pid namespace would publish tids the kernel does
+  // not know by those numbers: none of its Ms would ever be matched, and
+  // each tid would name some other thread of ours. Refused (-EXDEV), not
+  // translated: threads born later would need translating too.
+  if (!same_pid_ns(cred.pid)) {
+    refuse(-EXDEV);
+    return;
+  }
 
   std::lock_guard<std::mutex> lk(mu_);
   // The same process attaching again replaces its old slot: after an
   // exec() the new image connects while the old image's connection (closed
   // by close-on-exec) may not have been seen to hang up yet. Only that
-  // process can have that tgid, so nobody else is harmed.
-  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++)
+  // process can have that tgid (a dead one's slot went with its pidfd), so
+  // nobody else is harmed.
+  for (uint32_t i = 0; i < slots_.size(); i++)
     if (slots_[i].conn >= 0 && slots_[i].tgid == tgid) free_slot(i);
-  uint32_t slot = GORO_MAX_PROCS;
-  for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
+  // Limits: a non-root uid holds at most limits_.per_user slots and never
+  // the last root_reserve() free ones.
+  uint32_t slot = UINT32_MAX, nfree = 0, mine = 0;
+  for (uint32_t i = 0; i < slots_.size(); i++) {
     if (slots_[i].conn < 0) {
-      slot = i;
-      break;
+      nfree++;
+      if (slot == UINT32_MAX) slot = i;
+    } else if (slots_[i].uid == uid) {
+      mine++;
     }
   }
-  if (slot == GORO_MAX_PROCS) {
-    reply(fd, -EBUSY, 0, 0, -1);
-    close(fd);
+  if (slot == UINT32_MAX || (uid != 0 && nfree <= root_reserve(static_cast<uint32_t>(slots_.size())))) {
+    refuse(-EBUSY);
+    return;
+  }
+  if (uid != 0 && mine >= limits_.per_user) {
+    refuse(-EDQUOT);
     return;
   }
   int map_fd = -1;
   goro_proc_export* b = nullptr;
   if (!new_block(slot, &map_fd, &b)) {
     std::fprintf(stderr, "scx_goro: attach of pid %u: creating its block: %s\n", tgid, std::strerror(errno));
-    reply(fd, -ENOMEM, 0, 0, -1);
-    close(fd);
+    refuse(-ENOMEM);
     return;
   }
   const uint64_t gen = ++next_gen_;
@@ -251,13 +318,49 @@ void AttachServer::handle_hello(int fd) {
     bpf_map_delete_elem(maps_.procs_fd, &slot);
     munmap(b, block_map_size());
     close(map_fd);
-    reply(fd, -ENOSPC, 0, 0, -1);
-    close(fd);
+    refuse(-ENOSPC);
     return;
   }
   __atomic_add_fetch(maps_.attach_seq, 1, __ATOMIC_SEQ_CST);
-  slots_[slot] = Slot{fd, tgid, gen, map_fd, b};
+  slots_[slot] = Slot{fd, tgid, gen, map_fd, b, pidfd, uid};
   reply(fd, 0, slot, gen, map_fd);
+}
+
+// Accepts what is waiting (up to kAcceptBatch) and handles each one's hello
+// if it is there; see kMaxPending.
+void AttachServer::accept_batch() {
+  for (int k = 0; k < kAcceptBatch; k++) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) && !pending_.empty()) {
+        // Out of fds: the oldest hello-less connection makes room.
+        close(pending_.front().fd);
+        pending_.erase(pending_.begin());
+        continue;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) accept_paused_until_ = now_ms() + kAcceptBackoffMs;
+      return;
+    }
+    ucred cred = {};
+    socklen_t len = sizeof(cred);
+    const uint32_t uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : UINT32_MAX;
+    size_t same = 0, oldest_same = pending_.size();
+    for (size_t i = 0; i < pending_.size(); i++) {
+      if (pending_[i].uid != uid) continue;
+      if (same++ == 0) oldest_same = i;
+    }
+    size_t drop = pending_.size();
+    if (same >= kMaxPendingPerUid)
+      drop = oldest_same;
+    else if (pending_.size() >= kMaxPending)
+      drop = 0;
+    if (drop < pending_.size()) {
+      close(pending_[drop].fd);
+      pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(drop));
+    }
+    handle_hello(fd, uid);
+  }
 }
 
 void AttachServer::run() {
@@ -272,9 +375,11 @@ void AttachServer::run() {
     slot_of.push_back(-1);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      for (uint32_t i = 0; i < GORO_MAX_PROCS; i++) {
+      for (uint32_t i = 0; i < slots_.size(); i++) {
         if (slots_[i].conn < 0) continue;
         pfds.push_back({slots_[i].conn, POLLIN, 0});
+        slot_of.push_back(static_cast<int>(i));
+        pfds.push_back({slots_[i].pidfd, POLLIN, 0});
         slot_of.push_back(static_cast<int>(i));
       }
     }
@@ -282,7 +387,8 @@ void AttachServer::run() {
       pfds.push_back({pending_[i].fd, POLLIN, 0});
       slot_of.push_back(-2 - static_cast<int>(i));
     }
-    int n = poll(pfds.data(), pfds.size(), 1000);
+    if (now_ms() < accept_paused_until_) pfds[1].fd = -1;  // poll ignores it
+    int n = poll(pfds.data(), pfds.size(), pending_.empty() && pfds[1].fd >= 0 ? 1000 : 100);
     if (n < 0 && errno != EINTR) {
       std::fprintf(stderr, "scx_goro: attach server: poll: %s\n", std::strerror(errno));
       return;
@@ -290,24 +396,28 @@ void AttachServer::run() {
     if (pfds[0].revents != 0) return;  // stop()
 
     std::vector<Pending> still_pending;
-    std::vector<int> ready;
+    std::vector<Pending> ready;
     const uint64_t now = now_ms();
     for (size_t i = 2; i < pfds.size(); i++) {
       const int tag = slot_of[i];
       if (tag >= 0) {
         if (pfds[i].revents == 0) continue;
+        std::lock_guard<std::mutex> lk(mu_);
+        const uint32_t slot = static_cast<uint32_t>(tag);
+        if (slots_[slot].pidfd == pfds[i].fd) {  // the owner exited
+          free_slot(slot);
+          continue;
+        }
         // A live process sends nothing after its hello: readable means hang-up
         // (or junk, which we discard).
         char buf[64];
         ssize_t r = recv(pfds[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
         if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EINTR))) continue;
-        std::lock_guard<std::mutex> lk(mu_);
-        const uint32_t slot = static_cast<uint32_t>(tag);
         if (slots_[slot].conn == pfds[i].fd) free_slot(slot);
       } else {
         const Pending& p = pending_[static_cast<size_t>(-2 - tag)];
         if (pfds[i].revents != 0)
-          ready.push_back(p.fd);
+          ready.push_back(p);
         else if (now - p.since_ms > kHelloTimeoutMs)
           close(p.fd);
         else
@@ -315,11 +425,8 @@ void AttachServer::run() {
       }
     }
     pending_.swap(still_pending);
-    for (int fd : ready) handle_hello(fd);
+    for (const Pending& p : ready) handle_hello(p.fd, p.uid);
 
-    if (pfds[1].revents & POLLIN) {
-      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd >= 0) handle_hello(fd);
-    }
+    if (pfds[1].revents & POLLIN) accept_batch();
   }
 }

@@ -48,9 +48,20 @@ class AttachServer {
   AttachServer& operator=(const AttachServer&) = delete;
   ~AttachServer();
 
+  // Limits on attaching (see "Limits" in attach_server.cpp).
+  struct Limits {
+    uint32_t nr_slots = GORO_MAX_PROCS;  // the BPF maps' max_entries
+    uint32_t per_user = GORO_MAX_PROCS / 4;  // slots one non-root uid may hold
+  };
   // Takes the maps; blocks are created per attach. Must run before the
   // struct_ops map is attached.
-  void set_maps(const Maps& maps) { maps_ = maps; }
+  void set_maps(const Maps& maps, const Limits& limits) {
+    maps_ = maps;
+    limits_ = limits;
+    slots_.assign(limits.nr_slots, Slot{});
+  }
+  // Slots a non-root uid can never take: kept for root's processes.
+  static uint32_t root_reserve(uint32_t nr_slots) { return nr_slots >= 8 ? nr_slots / 8 : (nr_slots > 1 ? 1 : 0); }
   // Binds GORO_SCX_SOCK (replacing a stale one) and starts the thread.
   bool start(uint32_t attach_flags, std::string* err);
   // Stops the thread, closes every connection, frees every slot, removes the socket.
@@ -66,14 +77,18 @@ class AttachServer {
     uint64_t gen = 0;
     int map_fd = -1;                  // this attach's block (inner map of goro_procs)
     goro_proc_export* blk = nullptr;  // the loader's mapping of it
+    int pidfd = -1;                   // the owning process: readable once it has exited
+    uint32_t uid = 0;
   };
   struct Pending {
     int fd;
     uint64_t since_ms;
+    uint32_t uid;
   };
 
   void run();
-  void handle_hello(int fd);
+  void handle_hello(int fd, uint32_t peer_uid);
+  void accept_batch();
   void free_slot(uint32_t slot);  // mu_ held
   // A new block for an attach of @slot, mapped; false with errno.
   bool new_block(uint32_t slot, int* fd, goro_proc_export** blk);
@@ -81,8 +96,10 @@ class AttachServer {
 
   Maps maps_{};
   uint32_t attach_flags_ = 0;
-  Slot slots_[GORO_MAX_PROCS];
+  Limits limits_;
+  std::vector<Slot> slots_;
   std::vector<Pending> pending_;
+  uint64_t accept_paused_until_ = 0;
   uint64_t next_gen_ = 0;
   int listen_fd_ = -1;
   int wake_fd_[2] = {-1, -1};

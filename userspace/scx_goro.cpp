@@ -26,10 +26,13 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -56,6 +59,8 @@ namespace {
 constexpr const char* kVersion = GORO_VERSION_STRING;
 constexpr const char* kSchedExtDir = "/sys/kernel/sched_ext";
 constexpr const char* kBpfFs = "/sys/fs/bpf";
+// Held (flock) by the running loader: one at a time.
+constexpr const char* kLockFile = "/run/scx_goro.lock";
 constexpr uint64_t kDefaultSliceUs = 7000;
 constexpr uint64_t kDefaultStallMs = 100;
 // The BPF side's max_lag_ns and wake_preempt_lag_ns (the loader always sets them).
@@ -101,6 +106,10 @@ void usage(FILE* out, const char* argv0) {
                "      --wake-preempt-netpoll on|off  whether an M the netpoller woke may preempt\n"
                "                        (default on)\n"
                "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
+               "      --max-procs N     how many goro processes can attach at once (default %d, at most %d)\n"
+               "      --max-procs-per-user N  how many of them one user other than root may have\n"
+               "                        attached (default a quarter of --max-procs; the last eighth\n"
+               "                        of the slots are kept for root)\n"
                "      --policies LIST   the runtime-aware policies to use: 'e' (wake kicks: an M the\n"
                "                        runtime wakes to start work gets an idle or preempted CPU)\n"
                "                        or 'none' (default e)\n"
@@ -116,7 +125,7 @@ void usage(FILE* out, const char* argv0) {
                "Runs until SIGINT/SIGTERM or until the kernel ejects the scheduler.\n"
                "See the top-level comment in bpf/scx_goro.bpf.c for more details.\n",
                argv0, argv0, kDefaultSliceUs, kDefaultStallMs, kDefaultLagUs, kDefaultWakePreemptUs,
-               kDefaultSpinSliceUs);
+               kDefaultSpinSliceUs, GORO_MAX_PROCS, GORO_MAX_PROCS_LIMIT);
 }
 
 volatile sig_atomic_t exit_req = 0;
@@ -442,23 +451,46 @@ int on_event(void* ctx, void* data, size_t size) {
 
 std::string pin_path(const char* name) { return std::string(GORO_SCX_PIN_DIR) + "/" + name; }
 
-// Removes GORO_SCX_PIN_DIR and what is pinned in it (a SIGKILLed loader's leftovers).
+// The pin directory is a name in bpffs, and bpffs may be writable by others
+// (mounted with the kernel's default mode 01777): nothing here follows a
+// symlink or trusts what it finds. remove_pins opens the directory with
+// O_NOFOLLOW and unlinks entries relative to it; a symlink planted at
+// GORO_SCX_PIN_DIR is removed itself, never followed; pin_maps creates the
+// directory afresh and checks it is a real directory owned by root, mode
+// 0755, before pinning into it.
+constexpr const char* kPinDirName = "scx_goro";  // GORO_SCX_PIN_DIR = kBpfFs + "/" + this
+
+// Removes GORO_SCX_PIN_DIR and what is pinned in it (a SIGKILLed loader's
+// leftovers), or whatever else sits at that name.
 void remove_pins() {
-  if (DIR* d = opendir(GORO_SCX_PIN_DIR)) {
-    while (dirent* e = readdir(d)) {
-      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-      unlink(pin_path(e->d_name).c_str());
-    }
-    closedir(d);
+  int parent = open(kBpfFs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (parent < 0) return;
+  int d = openat(parent, kPinDirName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (d < 0) {
+    // Not a directory (a symlink, a file): remove the name, nothing it points at.
+    if (errno == ELOOP || errno == ENOTDIR) unlinkat(parent, kPinDirName, 0);
+    close(parent);
+    return;
   }
-  rmdir(GORO_SCX_PIN_DIR);
+  if (DIR* dir = fdopendir(d)) {
+    while (dirent* e = readdir(dir)) {
+      if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+      unlinkat(d, e->d_name, 0);  // never follows; a subdirectory stays (and so does the directory)
+    }
+    closedir(dir);
+  } else {
+    close(d);
+  }
+  unlinkat(parent, kPinDirName, AT_REMOVEDIR);
+  close(parent);
 }
 
+// bpffs at kBpfFs, mounted (not world-writable) if it is not there.
 bool ensure_bpffs(std::string* err) {
   struct statfs sfs;
   constexpr long kBpfFsMagic = 0xcafe4a11;
   if (statfs(kBpfFs, &sfs) == 0 && sfs.f_type == kBpfFsMagic) return true;
-  if (mount("bpf", kBpfFs, "bpf", 0, nullptr) != 0) {
+  if (mount("bpf", kBpfFs, "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755") != 0) {
     *err = std::string("mounting bpffs at ") + kBpfFs + ": " + std::strerror(errno);
     return false;
   }
@@ -467,8 +499,22 @@ bool ensure_bpffs(std::string* err) {
 
 bool pin_maps(scx_goro* skel, std::string* err) {
   remove_pins();
-  if (mkdir(GORO_SCX_PIN_DIR, 0755) != 0) {
-    *err = std::string("mkdir ") + GORO_SCX_PIN_DIR + ": " + std::strerror(errno);
+  struct stat st;
+  if (stat(kBpfFs, &st) != 0 || ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))) {
+    // World-writable without the sticky bit: anyone could swap our directory.
+    *err = std::string(kBpfFs) + " is writable by everyone (and not sticky): not pinning there";
+    return false;
+  }
+  const mode_t old_umask = umask(022);
+  const int rc = mkdir(GORO_SCX_PIN_DIR, 0755);
+  umask(old_umask);
+  if (rc != 0) {
+    *err = std::string("mkdir ") + GORO_SCX_PIN_DIR + ": " + std::strerror(errno) +
+           (errno == EEXIST ? " (something that is not ours is there and could not be removed)" : "");
+    return false;
+  }
+  if (lstat(GORO_SCX_PIN_DIR, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 07777) != 0755) {
+    *err = std::string(GORO_SCX_PIN_DIR) + " is not the directory we just made (owner root, mode 0755)";
     return false;
   }
   const std::pair<const char*, bpf_map*> pins[] = {
@@ -510,7 +556,10 @@ int monitor(uint64_t secs, bool json) {
       break;
     }
     Procs procs;
-    for (uint32_t slot = 0; slot < GORO_MAX_PROCS; slot++) {
+    bpf_map_info info = {};
+    uint32_t info_len = sizeof(info);
+    const uint32_t nr_slots = bpf_map_get_info_by_fd(owner_fd, &info, &info_len) == 0 ? info.max_entries : 0;
+    for (uint32_t slot = 0; slot < nr_slots; slot++) {
       goro_slot_owner own = {};
       uint32_t inner_id = 0;
       if (bpf_map_lookup_elem(owner_fd, &slot, &own) != 0 || own.tgid == 0) continue;
@@ -549,6 +598,8 @@ struct Options {
   bool wake_preempt_netpoll = true;
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
+  uint64_t max_procs = GORO_MAX_PROCS;
+  uint64_t max_procs_per_user = 0;  // 0: a quarter of max_procs
   bool partial = false;
   std::string events_file;
 };
@@ -571,6 +622,11 @@ Outcome run_once(const Options& o) {
   skel->rodata->wake_preempt_netpoll = o.wake_preempt_netpoll;
   skel->rodata->wake_preempt_mode = o.wake_preempt;
   skel->rodata->policies = o.policies;
+  skel->rodata->nr_slots = static_cast<uint32_t>(o.max_procs);
+  bpf_map__set_max_entries(skel->maps.goro_procs, static_cast<uint32_t>(o.max_procs));
+  bpf_map__set_max_entries(skel->maps.goro_slot_owner, static_cast<uint32_t>(o.max_procs));
+  bpf_map__set_max_entries(skel->maps.slot_privs, static_cast<uint32_t>(o.max_procs));
+  bpf_map__set_max_entries(skel->maps.goro_tgid_slot, static_cast<uint32_t>(o.max_procs * 2));
   if (o.partial) skel->struct_ops.goro_ops->flags |= GORO_OPS_SWITCH_PARTIAL;
 
   if (int err = scx_goro__load(skel); err != 0) {
@@ -584,7 +640,10 @@ Outcome run_once(const Options& o) {
   AttachServer server;
   const AttachServer::Maps maps = {bpf_map__fd(skel->maps.goro_procs), bpf_map__fd(skel->maps.goro_slot_owner),
                                    bpf_map__fd(skel->maps.goro_tgid_slot), &skel->bss->attach_seq};
-  server.set_maps(maps);
+  AttachServer::Limits limits;
+  limits.nr_slots = static_cast<uint32_t>(o.max_procs);
+  limits.per_user = static_cast<uint32_t>(o.max_procs_per_user);
+  server.set_maps(maps, limits);
   if (!ensure_bpffs(&err) || !pin_maps(skel, &err)) {
     std::fprintf(stderr, "scx_goro: %s\n", err.c_str());
     remove_pins();
@@ -709,6 +768,8 @@ int main(int argc, char** argv) {
     kOptSpinSliceUs,
     kOptWakePreemptNetpoll,
     kOptPolicies,
+    kOptMaxProcs,
+    kOptMaxProcsPerUser,
   };
   static const option long_opts[] = {
       {"slice-us", required_argument, nullptr, 's'},
@@ -726,13 +787,15 @@ int main(int argc, char** argv) {
       {"spin-slice-us", required_argument, nullptr, kOptSpinSliceUs},
       {"wake-preempt-netpoll", required_argument, nullptr, kOptWakePreemptNetpoll},
       {"policies", required_argument, nullptr, kOptPolicies},
+      {"max-procs", required_argument, nullptr, kOptMaxProcs},
+      {"max-procs-per-user", required_argument, nullptr, kOptMaxProcsPerUser},
       {"verbose", no_argument, nullptr, 'v'},
       {"version", no_argument, nullptr, 'V'},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
-  auto bad = [&](const char* what, const char* val, const char* want) {
-    std::fprintf(stderr, "scx_goro: bad %s '%s' (want %s)\n", what, val ? val : "", want);
+  auto bad = [&](const char* what, const char* val, const std::string& want) {
+    std::fprintf(stderr, "scx_goro: bad %s '%s' (want %s)\n", what, val ? val : "", want.c_str());
     usage(stderr, argv[0]);
     return 1;
   };
@@ -801,6 +864,14 @@ int main(int argc, char** argv) {
       case kOptWakePreemptUs:
         if (!parse_u64(optarg, 1000000, &o.wake_preempt_us)) return bad("--wake-preempt-us", optarg, "1..1000000");
         break;
+      case kOptMaxProcs:
+        if (!parse_u64(optarg, GORO_MAX_PROCS_LIMIT, &o.max_procs))
+          return bad("--max-procs", optarg, "1.." + std::to_string(GORO_MAX_PROCS_LIMIT));
+        break;
+      case kOptMaxProcsPerUser:
+        if (!parse_u64(optarg, GORO_MAX_PROCS_LIMIT, &o.max_procs_per_user))
+          return bad("--max-procs-per-user", optarg, "1.." + std::to_string(GORO_MAX_PROCS_LIMIT));
+        break;
       case kOptPolicies:
         if (!parse_policies(optarg, &o.policies)) return bad("--policies", optarg, "'e' or 'none'");
         break;
@@ -824,6 +895,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (o.stats_json && o.stats_secs == 0) o.stats_secs = 1;
+  if (o.max_procs_per_user == 0) o.max_procs_per_user = o.max_procs >= 4 ? o.max_procs / 4 : 1;
 
   libbpf_set_print(libbpf_print);
   struct sigaction sa = {};
@@ -834,12 +906,39 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   if (monitor_secs != 0) return monitor(monitor_secs, o.stats_json);
+  // Each attached process costs the attach server three fds (connection,
+  // block, pidfd): take what the hard limit allows.
+  if (rlimit rl; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
 
   if (access(kSchedExtDir, F_OK) != 0) {
     std::fprintf(stderr,
                  "scx_goro: this kernel has no sched_ext (%s is missing; needs "
                  "CONFIG_SCHED_CLASS_EXT=y, e.g. the kernel vmtest/run boots)\n",
                  kSchedExtDir);
+    return 1;
+  }
+
+  // One loader at a time, and never one that touches another's files: the
+  // lock is taken before anything is pinned or bound, and a sched_ext
+  // scheduler already loaded (scx_goro or another) is refused up front.
+  // (Before, a second scx_goro deleted the running one's pins on its way to
+  // failing: new goro processes then ran standalone.)
+  const int lock_fd = open(kLockFile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    std::fprintf(stderr, "scx_goro: opening %s: %s\n", kLockFile, std::strerror(errno));
+    return 1;
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    std::fprintf(stderr, "scx_goro: scx_goro is already running (it holds %s); leaving it alone\n", kLockFile);
+    return 1;
+  }
+  if (const std::string state = read_sysfs("state"); state != "disabled") {
+    const std::string ops = read_sysfs("root/ops");
+    std::fprintf(stderr, "scx_goro: a sched_ext scheduler is already loaded (state '%s', ops '%s')%s; leaving it alone\n",
+                 state.c_str(), ops.c_str(), ops == "goro" ? ": scx_goro is already running" : "");
     return 1;
   }
 

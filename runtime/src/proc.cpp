@@ -2346,7 +2346,8 @@ static void sysmon() {
     // Attached to scx_goro, sysmon does not sleep deeply (see "sysmon while
     // attached" in scx_export.h): it stays in its <= 10 ms loop, so the
     // network is polled and the export refreshed even when every P is idle.
-    if (debug.schedtrace <= 0 && !scx_on() && (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) &&
+    // Once the loader has gone (scx_connected), it sleeps as standalone.
+    if (debug.schedtrace <= 0 && !scx_connected() && (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) &&
         !sysmon_test_pending() && !scx_recheck.load(std::memory_order_relaxed)) {
       sched.lock.lock();
       if ((sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) && !sysmon_test_pending() &&

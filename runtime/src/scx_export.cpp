@@ -170,6 +170,14 @@ goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_
     fail("ABI mismatch (loader %u, runtime %u)", w.abi, GORO_EXPORT_ABI);
     return cleanup();
   }
+  if (w.status == -EXDEV) {
+    fail("loader refused: this process is in another pid namespace than scx_goro (its thread ids mean nothing to the kernel)");
+    return cleanup();
+  }
+  if (w.status == -EDQUOT) {
+    fail("loader refused: this user has as many processes attached as scx_goro allows (--max-procs-per-user)");
+    return cleanup();
+  }
   if (w.status != 0) {
     fail("loader refused: %s", std::strerror(-w.status));
     return cleanup();
@@ -281,6 +289,8 @@ void reattach(goro_proc_export* x, std::uint32_t slot) {
   scxdebugf("re-attached to a restarted scx_goro, slot %u", slot);
 }
 }  // namespace
+
+bool scx_connected() { return scx_on() && !loader_lost; }
 
 bool scx_watch(std::int64_t now) {
   if (!scx_on() || now < watch_next) return false;

@@ -101,6 +101,11 @@ void scx_attach();
 // loader" above. True when it has just re-attached: the caller then
 // republishes every P's word (sysmon, in proc.cpp, has the P table).
 bool scx_watch(std::int64_t now);
+// Attached and the loader still there (sysmon only): while the loader is
+// gone sysmon sleeps deeply again when nothing runs, as standalone, and
+// looks for a new loader when it wakes (an idle process must not wake
+// 100 times a second for a loader that may never come back).
+bool scx_connected();
 
 // M records (indices into m[]): reserved when an M is created, released
 // when its thread ends. -1: more than GORO_MAX_M Ms, undescribed.

@@ -110,6 +110,12 @@ int run_scenario(const std::string& name) {
       std::printf("U ran\n");
       std::fflush(stdout);
       goro::sleep_for(300ms);  // the parent looks at sysmon's word once more
+    } else if (name == "idle") {
+      // Nothing runs: main wakes on a timer every 30 s, until stdin closes.
+      stop_on_stdin_eof();
+      std::printf("attached=%d pid=%d\n", tx::scx_attached() ? 1 : 0, static_cast<int>(getpid()));
+      std::fflush(stdout);
+      while (!g_stop.load()) goro::sleep_for(300ms);
     } else if (name == "deadlock") {
       std::printf("attached=%d\n", tx::scx_attached() ? 1 : 0);
       std::fflush(stdout);
@@ -584,6 +590,50 @@ TEST(ScxPublish, FollowsARestartedLoader) {
   loader.restart(0ms);
   ASSERT_TRUE(c.wait_count("re-attached to a restarted scx_goro", 2, 5000ms)) << c.output();
   expect_block_describes_spinner(loader.x(), c, spin_tid);
+  EXPECT_EQ(c.finish(), 0) << c.output();
+}
+
+// The sum of voluntary context switches of every thread of @pid.
+long voluntary_switches(int pid) {
+  long sum = 0;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (!d) return -1;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    FILE* f = std::fopen((dir + "/" + e->d_name + "/status").c_str(), "r");
+    if (!f) continue;
+    char line[256];
+    long v;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) sum += v;
+    std::fclose(f);
+  }
+  closedir(d);
+  return sum;
+}
+
+// The loader goes away for good: an idle process must not keep its sysmon
+// in the attached 10 ms loop (100 wake-ups a second, for ever). Its main
+// wakes ~3 times a second, each time waking sysmon for a burst of short
+// loops as standalone: ~70 switches in 2 s here, against ~210 in the
+// attached loop before the fix.
+TEST(ScxPublish, IdleProcessBacksOffWhenTheLoaderIsGone) {
+  auto loader = std::make_unique<FakeLoader>(Answer::kWelcome);
+  Child c("idle", loader->env("scxdebug=1"));
+  ASSERT_TRUE(c.wait_for("attached=1 pid=")) << c.output();
+  int pid = 0;
+  std::sscanf(c.output().c_str() + c.output().find("pid=") + 4, "%d", &pid);
+  ASSERT_GT(pid, 0) << c.output();
+  loader.reset();  // its instance ends, pin directory and socket go
+  ASSERT_TRUE(c.wait_for("the loader hung up", 5000ms)) << c.output();
+  std::this_thread::sleep_for(500ms);
+  long before = voluntary_switches(pid);
+  std::this_thread::sleep_for(2000ms);
+  long after = voluntary_switches(pid);
+  ASSERT_GE(before, 0);
+  EXPECT_LT(after - before, 120) << "context switches in 2 s of idleness with no loader: sysmon did not back off";
+  std::printf("context switches in 2 s, loader gone: %ld\n", after - before);
   EXPECT_EQ(c.finish(), 0) << c.output();
 }
 

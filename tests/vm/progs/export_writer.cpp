@@ -22,6 +22,9 @@
 //            nothing else can run it; then everybody sleeps. A sysmon thread
 //            keeps the heartbeat fresh. scx_goro must report a stall.
 //   idle     like stall but with empty queues: must report nothing.
+//   stallflap  like stall, but the runnable G comes and goes every 150 ms:
+//            a new stall episode (and event) every 300 ms, for ever.
+//            What a process flooding the loader's log with events does.
 //   plain    does not attach: NTHREADS plain CPU hogs (the fairness baseline).
 //   waker    every worker loops: publish STARTING with its P (as startm does
 //            before waking an M), sleep until an absolute time 1 ms ahead,
@@ -35,6 +38,20 @@
 //            "snoop: saw another owner ..." if anyone else's pid or
 //            generation shows up in it (the slot went to another process and
 //            the memory with it); else 0 with "snoop: only its own block".
+//   swarm    NTHREADS child processes (fork, no exec) each attach and hold
+//            their slot for SECONDS; the parent prints "swarm: attached A
+//            refused R" once all have tried and exits 0 when they are done.
+//            With GORO_WRITER_ORPHAN=1 each child hands its connection to a
+//            grandchild that keeps it for SECONDS, and exits at once: slots
+//            held by connections whose processes are dead.
+//   dstate   (no attach; NTHREADS ignored) prints "dstate: tid T" and sits in
+//            an uninterruptible sleep (a vfork parent waiting for its child)
+//            for SECONDS: a thread in D state for the probe test.
+//   probe    (NTHREADS = a foreign tid) describes that tid as its M holding
+//            P0, with one runnable G on P0 and no other M: the stall check's
+//            condition. Prints "probe: stall_events N" after SECONDS: if the
+//            kernel looked the foreign thread up, N tells its owner whether
+//            that thread was in D state (0: it was).
 //   spinall  every worker claims SPINNING for ever and burns CPU (a hostile
 //            process: more spinners than CPUs must not starve anybody).
 //            Up to 4 * GORO_MAX_M threads; those beyond the M table just burn.
@@ -50,6 +67,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,7 +89,7 @@
 
 namespace {
 
-enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner, kSpinAll, kSnoop };
+enum class Mode { kHonest, kLiar, kGarbage, kStall, kIdle, kPlain, kWaker, kWakerPlain, kSpinner, kSpinAll, kSnoop, kSwarm, kStallFlap, kDState, kProbe };
 
 // Shutdown is two-phase (see the end of main): sysmon_done stops sysmon
 // and the scribbler, done the workers.
@@ -111,6 +129,7 @@ void publish_counters(uint32_t gomaxprocs, uint32_t npidle, uint32_t runqsize, u
 
 // Attaches: returns the block, or nullptr with a message.
 goro_proc_export* attach(uint32_t* flags) {
+  const uint64_t t0 = mono_ns();
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
@@ -158,8 +177,8 @@ goro_proc_export* attach(uint32_t* flags) {
   // it is how the loader learns we are gone.
   conn_fd = fd;
   own_gen = w.gen;
-  std::printf("export_writer: attached: slot %u gen %" PRIu64 " flags %#x\n", w.slot,
-              static_cast<uint64_t>(w.gen), w.flags);
+  std::printf("export_writer: attached: slot %u gen %" PRIu64 " flags %#x attach_ms %" PRIu64 "\n", w.slot,
+              static_cast<uint64_t>(w.gen), w.flags, (mono_ns() - t0) / 1000000);
   std::fflush(stdout);
   *flags = w.flags;
   return static_cast<goro_proc_export*>(p);
@@ -310,6 +329,7 @@ void worker_body(Mode mode, uint32_t idx, uint32_t nthreads, bool partial) {
       break;
     case Mode::kStall:
     case Mode::kIdle:
+    case Mode::kStallFlap:
       store64(&rec->word, GORO_MW_MAKE(GORO_M_IDLE, -1, 0));
       sleep_until_done();
       break;
@@ -345,6 +365,11 @@ void sysmon(Mode mode, uint32_t nthreads) {
         case Mode::kIdle:
           publish_counters(nthreads, nthreads, 0, 0);
           break;
+        case Mode::kStallFlap:
+          publish_counters(nthreads, nthreads, 0, 0);
+          // One runnable G nobody runs during even 150 ms periods.
+          store64(&blk->p[0].word, GORO_PW_MAKE(GORO_P_IDLE, -1, (mono_ns() / 150000000ULL) % 2 == 0 ? 1 : 0));
+          break;
         default:
           break;
       }
@@ -352,6 +377,63 @@ void sysmon(Mode mode, uint32_t nthreads) {
     timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, nullptr);
   }
+}
+
+// dstate mode: the caller sits in D state (waiting for its vfork child)
+// while the child sleeps @secs. Its own function: nothing of main's frame
+// lives across the vfork.
+[[gnu::noinline]] void vfork_and_sleep(long secs) {
+  if (vfork() == 0) {
+    // Only system calls until _exit: the parent's memory is ours.
+    timespec ts = {static_cast<time_t>(secs), 0};
+    syscall(SYS_nanosleep, &ts, nullptr);
+    _exit(0);
+  }
+}
+
+// Swarm mode: see the top. Children report 'A' (attached) or 'R' over a pipe.
+int swarm(int n, double secs) {
+  const bool orphan = std::getenv("GORO_WRITER_ORPHAN") != nullptr;
+  int p[2];
+  if (pipe(p) != 0) return 1;
+  std::fflush(stdout);
+  std::vector<pid_t> kids;
+  for (int i = 0; i < n; i++) {
+    pid_t c = fork();
+    if (c < 0) break;
+    if (c == 0) {
+      close(p[0]);
+      uint32_t flags = 0;
+      // Quiet: the parent counts.
+      if (freopen("/dev/null", "w", stdout) == nullptr || freopen("/dev/null", "w", stderr) == nullptr) _exit(1);
+      blk = attach(&flags);
+      char r = blk != nullptr ? 'A' : 'R';
+      if (blk != nullptr) store64(&blk->hdr.heartbeat_ns, mono_ns());
+      if (blk != nullptr && orphan && fork() == 0) {
+        // The grandchild keeps the connection; its parent, the owner, dies.
+        close(p[1]);
+        setsid();
+        timespec ts = {static_cast<time_t>(secs), 0};
+        nanosleep(&ts, nullptr);
+        _exit(0);
+      }
+      (void)!write(p[1], &r, 1);
+      if (!orphan) {
+        timespec ts = {static_cast<time_t>(secs), 0};
+        nanosleep(&ts, nullptr);
+      }
+      _exit(0);
+    }
+    kids.push_back(c);
+  }
+  close(p[1]);
+  int attached = 0, refused = 0;
+  char r;
+  while (attached + refused < static_cast<int>(kids.size()) && read(p[0], &r, 1) == 1) (r == 'A' ? attached : refused)++;
+  std::printf("export_writer: swarm: attached %d refused %d%s\n", attached, refused, orphan ? " (orphaned)" : "");
+  std::fflush(stdout);
+  for (pid_t c : kids) waitpid(c, nullptr, 0);
+  return 0;
 }
 
 double cpu_ms() {
@@ -364,7 +446,7 @@ double cpu_ms() {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner|spinall|snoop NTHREADS SECONDS\n",
+    std::fprintf(stderr, "usage: %s honest|liar|garbage|stall|idle|plain|waker|waker-plain|spinner|spinall|snoop|swarm|stallflap|dstate|probe NTHREADS SECONDS\n",
                  argv[0]);
     return 1;
   }
@@ -381,18 +463,51 @@ int main(int argc, char** argv) {
   else if (m == "spinner") mode = Mode::kSpinner;
   else if (m == "spinall") mode = Mode::kSpinAll;
   else if (m == "snoop") mode = Mode::kSnoop;
+  else if (m == "swarm") mode = Mode::kSwarm;
+  else if (m == "stallflap") mode = Mode::kStallFlap;
+  else if (m == "dstate") mode = Mode::kDState;
+  else if (m == "probe") mode = Mode::kProbe;
   else {
     std::fprintf(stderr, "export_writer: unknown mode '%s'\n", argv[1]);
     return 1;
   }
   const int nthreads = std::atoi(argv[2]);
   const double secs = std::atof(argv[3]);
-  const int max_threads = mode == Mode::kSpinAll ? 4 * GORO_MAX_M : GORO_MAX_P;
+  const int max_threads = mode == Mode::kProbe                              ? INT32_MAX
+                          : mode == Mode::kSpinAll || mode == Mode::kSwarm ? 4 * GORO_MAX_M
+                                                                           : GORO_MAX_P;
   if (nthreads < 1 || nthreads > max_threads || secs <= 0) {
     std::fprintf(stderr, "export_writer: want 1..%d threads and a positive duration\n", max_threads);
     return 1;
   }
 
+  if (mode == Mode::kSwarm) return swarm(nthreads, secs);
+  if (mode == Mode::kDState) {
+    std::printf("export_writer: dstate: tid %u\n", gettid_u32());
+    std::fflush(stdout);
+    vfork_and_sleep(static_cast<long>(secs));
+    return 0;
+  }
+  if (mode == Mode::kProbe) {
+    uint32_t fl = 0;
+    blk = attach(&fl);
+    if (blk == nullptr) return 2;
+    store32(&blk->hdr.abi, GORO_EXPORT_ABI);
+    store32(&blk->hdr.nm, 2);
+    store32(&blk->m[1].tid, static_cast<uint32_t>(nthreads));  // somebody else's thread
+    store64(&blk->m[1].word, GORO_MW_MAKE(GORO_M_RUNNING, 0, 0));
+    store64(&blk->p[0].word, GORO_PW_MAKE(GORO_P_RUNNING, 1, 1));
+    const uint64_t end = mono_ns() + static_cast<uint64_t>(secs * 1e9);
+    while (mono_ns() < end) {
+      store64(&blk->hdr.heartbeat_ns, mono_ns());
+      publish_counters(1, 0, 0, 0);
+      timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, nullptr);
+    }
+    std::printf("export_writer: probe: stall_events %" PRIu64 "\n",
+                static_cast<uint64_t>(__atomic_load_n(&blk->kv.stall_events, __ATOMIC_ACQUIRE)));
+    return 0;
+  }
   uint32_t flags = 0;
   const bool attaching = mode != Mode::kPlain && mode != Mode::kWakerPlain;
   if (attaching) {
