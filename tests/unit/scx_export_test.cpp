@@ -522,12 +522,13 @@ void expect_block_describes_spinner(const goro_proc_export* x, Child& c, std::ui
   goro_sched_counters sc{};
   const std::uint64_t seen_ns = now_ns();
   bool fresh = false;
+  // (A read that meets only odd seqcounts -- sysmon descheduled inside its
+  // write on a loaded host -- is tried again, like a stale one.)
   for (auto d = Clock::now() + 5s; !fresh && Clock::now() < d;) {
-    ASSERT_TRUE(read_counters(x, &sc)) << "seqcount never even";
-    fresh = sc.published_ns >= seen_ns;
+    fresh = read_counters(x, &sc) && sc.published_ns >= seen_ns;
     if (!fresh) std::this_thread::sleep_for(1ms);
   }
-  ASSERT_TRUE(fresh) << "sysmon published no counters within 5 s of the spinner running";
+  ASSERT_TRUE(fresh) << "no consistent counters published within 5 s of the spinner running";
   EXPECT_EQ(sc.seq % 2, 0u);
   EXPECT_GT(sc.seq, 0u) << "counters were published";
   EXPECT_EQ(sc.gomaxprocs, 2u);
