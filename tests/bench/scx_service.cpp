@@ -89,6 +89,25 @@ long long ns_between(Clock::time_point a, Clock::time_point b) {
   std::exit(1);
 }
 
+// Writes the sorted latencies as a histogram for the plots: buckets of 3
+// significant digits, each line "lower-bound count".
+void write_hist(const std::string& path, const std::vector<long long>& all) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) die("cannot write %s", path.c_str());
+  std::fprintf(f, "# latency_ns count (buckets: 3 significant digits, value = bucket's lower bound)\n");
+  std::size_t i = 0;
+  while (i < all.size()) {
+    long long v = all[i], scale = 1;
+    while (v / scale >= 1000) scale *= 10;
+    long long lo = v / scale * scale, hi = lo + scale;
+    std::size_t j = i;
+    while (j < all.size() && all[j] < hi) j++;
+    std::fprintf(f, "%lld %zu\n", lo, j - i);
+    i = j;
+  }
+  std::fclose(f);
+}
+
 // The per-request CPU work: a chain of dependent multiply/xor-shift steps
 // the compiler can neither vectorise nor fold.
 std::uint64_t work(std::uint64_t iters, std::uint64_t seed) {
@@ -453,22 +472,7 @@ int service(const Opts& o) {
   // the window is m0..m1 plus at most one request per connection.
   double secs = static_cast<double>(ns_between(m0, m1)) / 1e9;
   double rps = static_cast<double>(all.size()) / secs;
-  if (!hist.empty()) {
-    std::FILE* f = std::fopen(hist.c_str(), "w");
-    if (!f) die("cannot write %s", hist.c_str());
-    std::fprintf(f, "# latency_ns count (buckets: 3 significant digits, value = bucket's lower bound)\n");
-    std::size_t i = 0;
-    while (i < all.size()) {
-      long long v = all[i], scale = 1;
-      while (v / scale >= 1000) scale *= 10;
-      long long lo = v / scale * scale, hi = lo + scale;
-      std::size_t j = i;
-      while (j < all.size() && all[j] < hi) j++;
-      std::fprintf(f, "%lld %zu\n", lo, j - i);
-      i = j;
-    }
-    std::fclose(f);
-  }
+  if (!hist.empty()) write_hist(hist, all);
   std::printf(
       "RESULT name=service rps=%.1f n=%zu secs=%.3f conns=%ld interval_us=%ld work_iters=%ld p50_ns=%lld p90_ns=%lld p99_ns=%lld "
       "p999_ns=%lld max_ns=%lld %s %s\n",
@@ -550,22 +554,7 @@ int paced_job(const char* name, const Opts& o, Req req) {
     while (inflight.load() > 0) goro::sleep_for(std::chrono::milliseconds(1));
     std::vector<long long> all(lat.begin(), lat.begin() + static_cast<long>(std::min(nlat.load(), cap)));
     std::sort(all.begin(), all.end());
-    if (!hist.empty()) {
-      std::FILE* f = std::fopen(hist.c_str(), "w");
-      if (!f) die("cannot write %s", hist.c_str());
-      std::fprintf(f, "# latency_ns count (buckets: 3 significant digits, value = bucket's lower bound)\n");
-      std::size_t i = 0;
-      while (i < all.size()) {
-        long long v = all[i], scale = 1;
-        while (v / scale >= 1000) scale *= 10;
-        long long lo = v / scale * scale, hi = lo + scale;
-        std::size_t j = i;
-        while (j < all.size() && all[j] < hi) j++;
-        std::fprintf(f, "%lld %zu\n", lo, j - i);
-        i = j;
-      }
-      std::fclose(f);
-    }
+    if (!hist.empty()) write_hist(hist, all);
     std::printf("RESULT name=%s rps=%.1f n=%zu rate=%ld procs=%d p50_ns=%lld p90_ns=%lld p99_ns=%lld p999_ns=%lld max_ns=%lld cpu_per_s=%.3f %s\n",
                 name, static_cast<double>(all.size()) / static_cast<double>(seconds), all.size(), rate, goro::maxprocs(),
                 pct(all, 0.50), pct(all, 0.90), pct(all, 0.99), pct(all, 0.999), all.empty() ? 0 : all.back(), cpu_s / static_cast<double>(seconds), glat.c_str());
