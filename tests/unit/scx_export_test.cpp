@@ -694,14 +694,18 @@ void describe_fake_starting_m(goro_proc_export* x, std::uint32_t tid) {
   __atomic_store_n(&x->m[kFakeRecord].word, GORO_MW_MAKE(GORO_M_STARTING, 0, 0), __ATOMIC_RELEASE);
 }
 
-TEST(ScxCheckdead, KernelSeesAnMHandedAPRunnable_VetoesUntilTheViewAgrees) {
-  FakeLoader loader(Answer::kWelcome);
-  goro_proc_export* x = loader.x();
-  // The kernel view: maintained for this attach (kv.gen == hdr.gen), and an
-  // M that was handed P0 is runnable.
+// A kernel view maintained for this attach (kv.gen == hdr.gen) in which an
+// M that was handed P0 is runnable.
+void describe_runnable_starting_m(goro_proc_export* x) {
   describe_fake_starting_m(x, kFakeTid);
   x->kv.km[kFakeRecord] = GORO_KM_RUNNABLE | (static_cast<std::uint64_t>(kFakeTid) << 32);
   __atomic_store_n(&x->kv.gen, FakeLoader::kGen, __ATOMIC_RELEASE);
+}
+
+TEST(ScxCheckdead, KernelSeesAnMHandedAPRunnable_VetoesUntilTheViewAgrees) {
+  FakeLoader loader(Answer::kWelcome);
+  goro_proc_export* x = loader.x();
+  describe_runnable_starting_m(x);
 
   Child c("deadlock", loader.env("scxdebug=1"));
   ASSERT_TRUE(c.wait_for("goro: scx: checkdead veto #1: kernel sees M127 (tid 424242, STARTING P0) runnable"))
@@ -731,9 +735,7 @@ TEST(ScxCheckdead, KernelSeesAnMHandedAPRunnable_VetoesUntilTheViewAgrees) {
 TEST(ScxCheckdead, AViewThatVetoesForeverIsOverruledAfterTheWatchdogTimeout) {
   FakeLoader loader(Answer::kWelcome);
   goro_proc_export* x = loader.x();
-  describe_fake_starting_m(x, kFakeTid);
-  x->kv.km[kFakeRecord] = GORO_KM_RUNNABLE | (static_cast<std::uint64_t>(kFakeTid) << 32);
-  __atomic_store_n(&x->kv.gen, FakeLoader::kGen, __ATOMIC_RELEASE);
+  describe_runnable_starting_m(x);
 
   Child c("deadlock", loader.env("scxdebug=1"));
   ASSERT_TRUE(c.wait_for("checkdead veto #1")) << c.output();
