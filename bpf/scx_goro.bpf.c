@@ -18,7 +18,9 @@
  *   - Starvation bound: a queued task's vtime is lowered to at most
  *     MAX_DEBT_SLICES slices ahead of vclock (khugepaged, weight 1,
  *     starved for 5.2 s under stress-ng before this existed), fewer when
- *     many tasks are queued (debt_bound).
+ *     many tasks are queued (debt_bound); and in real time, a task
+ *     queued longer than starve_ns runs out of turn (starve_rescue), since
+ *     how fast vclock moves in real time is not ours to bound.
  *   - Idle fast path: a waking task for which select_cpu finds an idle CPU
  *     goes straight to that CPU's local DSQ.
  *   - Wakeup preemption: only for goro Ms woken to start work by default
