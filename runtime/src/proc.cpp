@@ -1061,6 +1061,19 @@ void wakeNetPoller(std::int64_t when) {
   }
 }
 
+// The other half of the poller election in findRunnable, which reads the
+// timers again after taking lastpoll: a deletion it did not see happened
+// after lastpoll became 0, so it is seen here (deltimer's seq_cst
+// read-modify-write of timer0When, this load and the poller's exchange and
+// reads are all seq_cst, so one of the two sides sees the other). pollUntil
+// 0 is a poller that has not published its deadline yet: break it too, a
+// spurious wake-up at worst.
+void timerDeleted(std::int64_t when) {
+  if (sched.lastpoll.load() != 0) return;
+  std::int64_t pollerPollUntil = sched.pollUntil.load();
+  if (pollerPollUntil == 0 || pollerPollUntil == when) netpoll_break();
+}
+
 static void becomeSpinning(M* mp) {
   mp->spinning = true;
   scx_mrun(mp);
@@ -2130,6 +2143,19 @@ top:
   // Poll the network until woken (the last resort before sleeping): one M
   // at a time, elected by swapping lastpoll to 0.
   if (netpoll_inited() && (netpoll_anywaiters() || pollUntil != 0) && sched.lastpoll.exchange(0) != 0) {
+    // Elected. Read the timers again: one stopped since the read above must
+    // not keep this M asleep until it would have fired. Go 1.21 sleeps on
+    // (its deleted timers stay in the heap), and a program whose last timer
+    // was stopped is reported deadlocked only when that timer was due; here
+    // the deletion either shows in this read or, later, its timerDeleted
+    // sees lastpoll 0 and breaks the poll.
+    pollUntil = timeSleepUntil();
+    if (pollUntil == 0 && !netpoll_anywaiters()) {
+      // Nothing left to poll for: give the election back and sleep.
+      sched.lastpoll.store(nanotime());
+      stopm();
+      goto top;
+    }
     sched.pollUntil.store(pollUntil);
     if (mp->p) throw_("findrunnable: netpoll with p");
     if (mp->spinning) throw_("findrunnable: netpoll with spinning");

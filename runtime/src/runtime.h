@@ -340,6 +340,10 @@ std::int64_t timeSleepUntil();
 bool anytimers();
 std::int32_t timers_pending();  // timers in all Ps' heaps
 void wakeNetPoller(std::int64_t when);
+// timerDeleted: the earliest timer of a P, due at `when`, was removed. If an
+// M is blocked in netpoll until exactly then, break its poll so it sleeps
+// for what is left (Go 1.21 lets it sleep on; see findRunnable).
+void timerDeleted(std::int64_t when);
 
 // ---------------------------------------------------------------------------
 // M

@@ -125,11 +125,17 @@ bool deltimer(RuntimeTimer* t) {
       pp->timersLock.unlock();
       continue;
     }
+    const bool earliest = t->index == 0;
+    const std::int64_t when = t->when;
     heap_remove(pp, t);
     update_timer0(pp);
     t->pp.store(nullptr, std::memory_order_relaxed);
     t->status.store(kTimerIdle, std::memory_order_release);
     pp->timersLock.unlock();
+    if (earliest) {
+      pp->timer0When.fetch_add(0);  // seq_cst: ordered before timerDeleted's read
+      timerDeleted(when);
+    }
     return true;
   }
 }
@@ -198,7 +204,9 @@ std::int64_t timeSleepUntil() {
   std::int64_t next = 0;
   std::int32_t np = gomaxprocs.load();
   for (std::int32_t i = 0; i < np; i++) {
-    std::int64_t w = allp[i]->timer0When.load(std::memory_order_acquire);
+    // seq_cst (a plain load on x86-64): the poller election relies on it,
+    // see timerDeleted.
+    std::int64_t w = allp[i]->timer0When.load();
     if (w != 0 && (next == 0 || w < next)) next = w;
   }
   return next;
