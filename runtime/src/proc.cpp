@@ -796,8 +796,9 @@ static void newm(void (*fn)(), P* pp, std::int64_t id) {
   mp->mstartfn = fn;
   mp->nextp = pp;
   // Its export record, described before the thread exists: STARTING with
-  // the P it is handed ("P ownership in flight", step 2), or sysmon.
-  if (scx_on() && (mp->scxidx = scx_mrecord_alloc(mp)) >= 0) {
+  // the P it is handed ("P ownership in flight", step 2), or sysmon. Kept
+  // while standalone too, for a late attach (scx_export.h).
+  if (scx_records && (mp->scxidx = scx_mrecord_alloc(mp)) >= 0) {
     if (pp) {
       mp->scxstate = GORO_M_STARTING;
       scx_mstarting_slow(mp, pp);
@@ -2359,10 +2360,12 @@ static void sysmon() {
     if (delay > 10 * 1000) delay = 10 * 1000;  // up to 10 ms
     usleep_(delay);
     std::int64_t now = nanotime();
+    // The loader restarted, or appeared for a process that started without
+    // one? (scx_export.h; never blocks)
+    bool reattached = scx_watch(now);
     if (scx_on()) {
       // The export: counters and heartbeat every loop; and a checkdead
       // the kernel vetoed is looked at again (see checkdead).
-      bool reattached = scx_watch(now);  // the loader restarted? (scx_export.h)
       sched.lock.lock();
       if (reattached) scx_ppub_all();
       scx_pubcounters(now);
@@ -2373,8 +2376,9 @@ static void sysmon() {
     // attached" in scx_export.h): it stays in its <= 10 ms loop, so the
     // network is polled and the export refreshed even when every P is idle.
     // Once the loader has gone (scx_connected), it sleeps as standalone.
-    if (debug.schedtrace <= 0 && !scx_connected() && (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) &&
-        !sysmon_test_pending() && !scx_recheck.load(std::memory_order_relaxed)) {
+    if (debug.schedtrace <= 0 && !scx_connected() && !scx_handshaking() &&
+        (sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) && !sysmon_test_pending() &&
+        !scx_recheck.load(std::memory_order_relaxed)) {
       sched.lock.lock();
       if ((sched.gcwaiting.load() || sched.npidle.load() == gomaxprocs.load()) && !sysmon_test_pending() &&
           !scx_recheck.load(std::memory_order_relaxed)) {

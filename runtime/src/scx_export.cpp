@@ -22,6 +22,7 @@ namespace goro::detail {
 
 std::atomic<goro_proc_export*> scx_export{nullptr};
 bool scx_partial = false;
+bool scx_records = false;
 std::atomic<bool> scx_dropwakeup{false};
 
 namespace {
@@ -49,6 +50,20 @@ std::uint32_t record_tid[GORO_MAX_M] GORO_GUARDED_BY(recordlock);
 void store_word(M* mp, __u64* wp, std::uint64_t w) {
   mp->scxword.store(w, std::memory_order_relaxed);
   __atomic_store_n(wp, w, __ATOMIC_RELEASE);
+}
+
+// Store mp's word wherever it goes now: the block when attached, else only
+// the mirror -- and then look once more, for a block that a late attach put
+// in place meanwhile and whose copy of the mirrors may have missed this
+// store (sysmon's second copy catches what this look misses; see
+// "Attaching late").
+void put_word(M* mp, std::uint64_t w) {
+  if (goro_proc_export* x = scx_x()) {
+    store_word(mp, &x->m[mp->scxidx].word, w);
+    return;
+  }
+  mp->scxword.store(w, std::memory_order_relaxed);
+  if (goro_proc_export* x = scx_x()) __atomic_store_n(&x->m[mp->scxidx].word, w, __ATOMIC_RELEASE);
 }
 
 // The last stores of a (re-)attach: heartbeat, then abi, "the runtime
@@ -97,33 +112,53 @@ char attach_failure[256];
   return nullptr;
 }
 
-// The handshake proper. Returns the mapped block, or null with the reason
-// in attach_failure.
-goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_t* flags) {
+// The handshake, first half: connect and say hello. Returns the socket, or
+// -1 with the reason in attach_failure. Blocking (schedinit), each step
+// waits at most a second: an AF_UNIX connect to a full backlog waits for
+// the send timeout. Non-blocking (sysmon), a full backlog fails at once.
+int hs_begin(const char* sockpath, bool nonblock) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (std::strlen(sockpath) >= sizeof addr.sun_path) return fail("socket path too long: %s", sockpath);
+  if (std::strlen(sockpath) >= sizeof addr.sun_path) {
+    fail("socket path too long: %s", sockpath);
+    return -1;
+  }
   std::strcpy(addr.sun_path, sockpath);
 
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fail("socket: %s", std::strerror(errno));
-  // The loader is advice, not a dependency: no step may hang. An AF_UNIX
-  // connect to a full backlog waits for the send timeout, the welcome for
-  // the receive timeout.
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+  if (fd < 0) {
+    fail("socket: %s", std::strerror(errno));
+    return -1;
+  }
+  // The loader is advice, not a dependency: no step may hang.
   timeval tv{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
     ::close(fd);
-    return fail("connect %s: %s", sockpath, std::strerror(e));
+    fail("connect %s: %s", sockpath, e == EAGAIN ? "the loader's backlog is full" : std::strerror(e));
+    return -1;
   }
   goro_hello hello{GORO_EXPORT_MAGIC, GORO_EXPORT_ABI};
   if (::send(fd, &hello, sizeof hello, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof hello)) {
     int e = errno;
     ::close(fd);
-    return fail("send hello: %s", std::strerror(e));
+    fail("send hello: %s", std::strerror(e));
+    return -1;
   }
+  return fd;
+}
+
+enum class Hs { kDone, kFailed, kPending };
+
+// The handshake, second half: the welcome on fd. kDone: *out is the mapped
+// block and fd is kept as scx_sock. kFailed: the reason is in
+// attach_failure, fd is closed, and *permanent says whether trying again
+// can help. kPending (nonblock only): no welcome yet, fd stays open.
+Hs hs_finish(int fd, bool nonblock, goro_proc_export** out, std::uint32_t* slot, std::uint32_t* flags,
+             bool* permanent) {
+  *permanent = false;
   goro_welcome w{};
   alignas(cmsghdr) char cbuf[CMSG_SPACE(4 * sizeof(int))];
   iovec iov{&w, sizeof w};
@@ -134,9 +169,10 @@ goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_
   msg.msg_controllen = sizeof cbuf;
   ssize_t n;
   do {
-    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | (nonblock ? MSG_DONTWAIT : 0));
   } while (n < 0 && errno == EINTR);
   int e = errno;
+  if (nonblock && n < 0 && (e == EAGAIN || e == EWOULDBLOCK)) return Hs::kPending;
   int mapfd = -1;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
@@ -152,7 +188,7 @@ goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_
   auto cleanup = [&] {
     if (mapfd >= 0) ::close(mapfd);
     ::close(fd);
-    return nullptr;
+    return Hs::kFailed;
   };
   if (n < 0) {
     fail("no welcome: %s", e == EAGAIN || e == EWOULDBLOCK ? "timed out" : std::strerror(e));
@@ -168,10 +204,12 @@ goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_
   }
   if (w.abi != GORO_EXPORT_ABI) {
     fail("ABI mismatch (loader %u, runtime %u)", w.abi, GORO_EXPORT_ABI);
+    *permanent = true;
     return cleanup();
   }
   if (w.status == -EXDEV) {
     fail("loader refused: this process is in another pid namespace than scx_goro (its thread ids mean nothing to the kernel)");
+    *permanent = true;
     return cleanup();
   }
   if (w.status == -EDQUOT) {
@@ -208,7 +246,18 @@ goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_
   scx_sock = fd;
   *slot = w.slot;
   *flags = w.flags;
-  return x;
+  *out = x;
+  return Hs::kDone;
+}
+
+// The whole handshake, blocking (schedinit): the block, or null with the
+// reason in attach_failure.
+goro_proc_export* attach(const char* sockpath, std::uint32_t* slot, std::uint32_t* flags, bool* permanent) {
+  *permanent = false;
+  int fd = hs_begin(sockpath, false);
+  if (fd < 0) return nullptr;
+  goro_proc_export* x = nullptr;
+  return hs_finish(fd, false, &x, slot, flags, permanent) == Hs::kDone ? x : nullptr;
 }
 
 }  // namespace
@@ -228,11 +277,16 @@ bool loader_present() {
 }
 }  // namespace
 
+namespace {
+bool tries_over = false;  // a refusal that cannot change: sysmon tries no more
+}
+
 void scx_attach() {
   if (!debug.scx) {
     scxdebugf("standalone: GORO_DEBUG=scx=0");
     return;
   }
+  scx_records = true;
   const char* dir = std::getenv("GORO_SCX_PIN_DIR");
   if (dir && *dir) pin_dir = dir;
   const char* sockpath = std::getenv("GORO_SCX_SOCK");
@@ -244,8 +298,10 @@ void scx_attach() {
     return;
   }
   std::uint32_t slot = 0, flags = 0;
-  goro_proc_export* x = attach(sockpath, &slot, &flags);
+  bool permanent = false;
+  goro_proc_export* x = attach(sockpath, &slot, &flags, &permanent);
   if (!x) {
+    tries_over = permanent;
     scxdebugf("standalone: %s", attach_failure);
     return;
   }
@@ -258,23 +314,24 @@ void scx_attach() {
 }
 
 // ---------------------------------------------------------------------------
-// Following a restarted loader (scx_export.h)
+// Following a restarted loader, attaching late (scx_export.h)
 // ---------------------------------------------------------------------------
 namespace {
-std::int64_t watch_next = 0;  // sysmon's alone, like the two below
+// sysmon's alone, like everything below.
+std::int64_t watch_next = 0;
 bool loader_lost = false;
+int hs_fd = -1;                        // a handshake under way
+std::int64_t hs_since = 0;
+goro_proc_export* recopy = nullptr;    // copy the mirrors once more, next loop
+
+constexpr std::int64_t kMs = 1000 * 1000;
 
 // The store count an M keeps in the upper half of its word.
 std::uint32_t word_count(std::uint64_t w) { return static_cast<std::uint32_t>(w >> 32); }
 
-// Fill the new block x from the old one and make it the block.
-void reattach(goro_proc_export* x, std::uint32_t slot) {
-  __atomic_store_n(&x->hdr.pid, static_cast<std::uint32_t>(::getpid()), __ATOMIC_RELAXED);
-  recordlock.lock();
-  __atomic_store_n(&x->hdr.nm, record_nm, __ATOMIC_RELEASE);
-  scx_export.store(x, std::memory_order_release);
-  // From here on every new store goes to x; fill in what was stored before
-  // (from our own copy), unless the M has stored again since.
+// Give each record in use of block x its tid and, unless its M has stored a
+// newer word into x already, the M's mirrored word.
+void copy_records(goro_proc_export* x) GORO_REQUIRES(recordlock) {
   for (std::uint32_t i = 0; i < record_nm; i++) {
     if (!record_used[i]) continue;
     __atomic_store_n(&x->m[i].tid, record_tid[i], __ATOMIC_RELEASE);
@@ -284,37 +341,111 @@ void reattach(goro_proc_export* x, std::uint32_t slot) {
            !__atomic_compare_exchange_n(&x->m[i].word, &nw, ow, false, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE)) {
     }
   }
+}
+
+// Make x the block and fill it from the records. late: the first block of a
+// process that started standalone (it takes the loader's flags).
+void install(goro_proc_export* x, std::uint32_t slot, std::uint32_t flags, bool late) {
+  __atomic_store_n(&x->hdr.pid, static_cast<std::uint32_t>(::getpid()), __ATOMIC_RELAXED);
+  std::uint32_t switch_tids[GORO_MAX_M];
+  std::uint32_t nswitch = 0;
+  recordlock.lock();
+  // Under recordlock: an M starting reads it there (scx_mthread_start).
+  if (late) scx_partial = (flags & GORO_ATTACH_PARTIAL) != 0;
+  __atomic_store_n(&x->hdr.nm, record_nm, __ATOMIC_RELEASE);
+  scx_export.store(x, std::memory_order_release);
+  // From here on every new store goes to x; fill in what was stored before
+  // (from our own copy), unless the M has stored again since.
+  copy_records(x);
+  if (late && scx_partial) {
+    for (std::uint32_t i = 0; i < record_nm; i++)
+      if (record_used[i] && record_tid[i] != 0) switch_tids[nswitch++] = record_tid[i];
+  }
   recordlock.unlock();
   publish_abi(x);
-  scxdebugf("re-attached to a restarted scx_goro, slot %u", slot);
+  recopy = x;
+  // Partial mode: the Ms that exist switch now (those that start from here
+  // on switch themselves). An error leaves that M scheduled as before.
+  int nok = 0;
+  for (std::uint32_t i = 0; i < nswitch; i++) {
+    sched_param sp{};
+    if (::sched_setscheduler(static_cast<pid_t>(switch_tids[i]), GORO_SCHED_EXT, &sp) == 0) nok++;
+  }
+  if (late)
+    scxdebugf("attached to scx_goro late, slot %u%s", slot, scx_partial ? " (partial: Ms switch to SCHED_EXT)" : "");
+  else
+    scxdebugf("re-attached to a restarted scx_goro, slot %u", slot);
+  if (nswitch) scxdebugf("%d of %u Ms switched to SCHED_EXT", nok, nswitch);
 }
 }  // namespace
 
 bool scx_connected() { return scx_on() && !loader_lost; }
 
+bool scx_handshaking() { return hs_fd >= 0 || recopy != nullptr; }
+
 bool scx_watch(std::int64_t now) {
-  if (!scx_on() || now < watch_next) return false;
-  if (!loader_lost) {
-    watch_next = now + 100 * 1000 * 1000;
-    char b;
-    ssize_t n = ::recv(scx_sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return false;
-    ::close(scx_sock);
-    scx_sock = -1;
-    loader_lost = true;
-    scxdebugf("the loader hung up; attaching to the next one when it runs");
+  if (!scx_records || now < watch_next) return false;
+  if (goro_proc_export* x = recopy) {
+    // The second copy of a (re-)attach: an M that mirrored a word just as
+    // the block appeared, and did not see it, is in the block now.
+    recopy = nullptr;
+    recordlock.lock();
+    copy_records(x);
+    recordlock.unlock();
   }
-  watch_next = now + 500 * 1000 * 1000;
-  if (!loader_present()) return false;
+  const bool attached = scx_on();
+  const char* what = attached ? "re-attached" : "attached";
+  if (hs_fd < 0) {
+    if (attached && !loader_lost) {
+      watch_next = now + 100 * kMs;
+      char b;
+      ssize_t n = ::recv(scx_sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return false;
+      ::close(scx_sock);
+      scx_sock = -1;
+      loader_lost = true;
+      scxdebugf("the loader hung up; attaching to the next one when it runs");
+    }
+    if (tries_over) {
+      watch_next = INT64_MAX;
+      return false;
+    }
+    watch_next = now + (attached ? 500 : 1000) * kMs;
+    if (!loader_present()) return false;
+    hs_fd = hs_begin(sock_path, true);
+    if (hs_fd < 0) {
+      scxdebugf("not %s yet: %s", what, attach_failure);
+      return false;
+    }
+    hs_since = now;
+  }
+  goro_proc_export* x = nullptr;
   std::uint32_t slot = 0, flags = 0;
-  goro_proc_export* x = attach(sock_path, &slot, &flags);
-  if (!x) {
-    scxdebugf("not re-attached yet: %s", attach_failure);
-    return false;
+  bool permanent = false;
+  switch (hs_finish(hs_fd, true, &x, &slot, &flags, &permanent)) {
+    case Hs::kPending:
+      if (now - hs_since < 1000 * kMs) {
+        watch_next = now;  // look again on the next loop
+        return false;
+      }
+      ::close(hs_fd);
+      hs_fd = -1;
+      watch_next = now + (attached ? 500 : 1000) * kMs;
+      scxdebugf("not %s yet: no welcome: timed out", what);
+      return false;
+    case Hs::kFailed:
+      hs_fd = -1;
+      tries_over = permanent;
+      watch_next = now + 5000 * kMs;
+      scxdebugf("not %s yet: %s%s", what, attach_failure, permanent ? "; no more tries" : "");
+      return false;
+    case Hs::kDone:
+      break;
   }
-  reattach(x, slot);
+  hs_fd = -1;
+  install(x, slot, flags, !attached);
   loader_lost = false;
-  watch_next = now + 100 * 1000 * 1000;
+  watch_next = now;  // the second copy, on the next loop
   return true;
 }
 
@@ -322,7 +453,7 @@ bool scx_watch(std::int64_t now) {
 // M records
 // ---------------------------------------------------------------------------
 std::int32_t scx_mrecord_alloc(M* mp) {
-  if (!scx_on()) return -1;
+  if (!scx_records) return -1;
   recordlock.lock();
   std::int32_t idx = -1;
   for (std::int32_t i = 0; i < GORO_MAX_M; i++) {
@@ -335,36 +466,39 @@ std::int32_t scx_mrecord_alloc(M* mp) {
   }
   if (idx >= 0 && static_cast<std::uint32_t>(idx) + 1 > record_nm) {
     record_nm = static_cast<std::uint32_t>(idx) + 1;
-    __atomic_store_n(&scx_x()->hdr.nm, record_nm, __ATOMIC_RELEASE);
+    if (goro_proc_export* x = scx_x()) __atomic_store_n(&x->hdr.nm, record_nm, __ATOMIC_RELEASE);
   }
   recordlock.unlock();
   return idx;
 }
 
 void scx_mrecord_free(M* mp, std::int32_t idx) {
-  if (!scx_on() || idx < 0) return;
+  if (idx < 0) return;
   recordlock.lock();
+  // Under recordlock, the block cannot appear meanwhile (install).
   goro_proc_export* x = scx_x();
-  store_word(mp, &x->m[idx].word, static_cast<std::uint64_t>(GORO_M_FREE));
+  if (x) store_word(mp, &x->m[idx].word, static_cast<std::uint64_t>(GORO_M_FREE));
+  else mp->scxword.store(GORO_M_FREE, std::memory_order_relaxed);
   record_m[idx] = nullptr;
   record_tid[idx] = 0;
-  __atomic_store_n(&x->m[idx].tid, 0u, __ATOMIC_RELEASE);
+  if (x) __atomic_store_n(&x->m[idx].tid, 0u, __ATOMIC_RELEASE);
   record_used[idx] = false;
   while (record_nm > 0 && !record_used[record_nm - 1]) record_nm--;
-  __atomic_store_n(&x->hdr.nm, record_nm, __ATOMIC_RELEASE);
+  if (x) __atomic_store_n(&x->hdr.nm, record_nm, __ATOMIC_RELEASE);
   recordlock.unlock();
 }
 
 void scx_mthread_start(M* mp) {
-  if (!scx_on()) return;
-  if (mp->scxidx >= 0) {
-    // Under recordlock: a re-attach copying tids must see this one.
-    recordlock.lock();
-    record_tid[mp->scxidx] = static_cast<std::uint32_t>(mp->tid);
-    __atomic_store_n(&scx_x()->m[mp->scxidx].tid, static_cast<std::uint32_t>(mp->tid), __ATOMIC_RELEASE);
-    recordlock.unlock();
-  }
-  if (scx_partial) {
+  if (mp->scxidx < 0) return;
+  // Under recordlock: a (re-)attach copying tids must see this one, and
+  // scx_partial is set there by a late attach.
+  recordlock.lock();
+  record_tid[mp->scxidx] = static_cast<std::uint32_t>(mp->tid);
+  if (goro_proc_export* x = scx_x())
+    __atomic_store_n(&x->m[mp->scxidx].tid, static_cast<std::uint32_t>(mp->tid), __ATOMIC_RELEASE);
+  const bool partial = scx_partial;
+  recordlock.unlock();
+  if (partial) {
     // The loader runs in partial mode (only SCHED_EXT tasks are its): Ms
     // opt in one by one. An error only means this M is scheduled as before.
     sched_param sp{};
@@ -384,7 +518,7 @@ void scx_mthread_start(M* mp) {
 }
 
 void scx_mthread_exit(M* mp) {
-  if (!scx_on() || mp->scxidx < 0) return;
+  if (mp->scxidx < 0) return;
   std::int32_t idx = mp->scxidx;
   mp->scxidx = -1;
   scx_mrecord_free(mp, idx);
@@ -398,7 +532,7 @@ void scx_mpub_slow(M* mp) {
   std::uint64_t flags = (mp->scxlockheld ? GORO_MF_LOCKHELD : 0) | (mp->scxcarry >= 0 ? GORO_MF_CARRYING : 0) |
                         (mp->scxinjecting ? GORO_MF_INJECTING : 0);
   std::uint64_t w = GORO_MW_MAKE(mp->scxstate, pidx, flags) | (static_cast<std::uint64_t>(++mp->scxstores) << 32);
-  store_word(mp, &scx_x()->m[mp->scxidx].word, w);
+  put_word(mp, w);
 }
 
 void scx_carry_slow(M* self, P* pp) {
@@ -407,14 +541,23 @@ void scx_carry_slow(M* self, P* pp) {
 }
 
 void scx_mstarting_slow(M* target, P* pp) {
-  __u64* wp = &scx_x()->m[target->scxidx].word;
-  std::uint64_t old = __atomic_load_n(wp, __ATOMIC_RELAXED);
-  std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
-  store_word(target, wp, w);
+  goro_proc_export* x = scx_x();
+  std::uint64_t old = x ? __atomic_load_n(&x->m[target->scxidx].word, __ATOMIC_RELAXED)
+                        : target->scxword.load(std::memory_order_relaxed);
+  put_word(target, GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL));
 }
 
 void scx_mstarting_locked_slow(M* target, P* pp) {
-  __u64* wp = &scx_x()->m[target->scxidx].word;
+  goro_proc_export* x = scx_x();
+  if (!x) {
+    // Not attached: the same exchange on the mirror.
+    std::uint64_t old = target->scxword.load(std::memory_order_acquire);
+    if (GORO_MW_STATE(old) != GORO_M_LOCKED) return;
+    std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);
+    target->scxword.compare_exchange_strong(old, w, std::memory_order_release, std::memory_order_relaxed);
+    return;
+  }
+  __u64* wp = &x->m[target->scxidx].word;
   __u64 old = __atomic_load_n(wp, __ATOMIC_ACQUIRE);
   if (GORO_MW_STATE(old) != GORO_M_LOCKED) return;  // not parked yet: it will look for itself
   std::uint64_t w = GORO_MW_MAKE(GORO_M_STARTING, p_index(pp), 0) | (old & ~0xffffffffULL);

@@ -7,9 +7,11 @@
 //
 // Attaching (scx_attach, from schedinit before any M exists): if a scx_goro
 // loader runs, we ask it for our block over its Unix socket and mmap it;
-// otherwise -- no loader, GORO_DEBUG=scx=0, any error at all -- we run
-// standalone, exactly as Go's runtime does. Nothing below ever waits on the
-// loader or the kernel after that.
+// otherwise -- no loader, any error at all -- we run standalone, exactly as
+// Go's runtime does, and sysmon attaches later if a loader appears (see
+// "Attaching late"). GORO_DEBUG=scx=0 never attaches. Nothing after
+// schedinit ever waits on the loader or the kernel: sysmon's later
+// handshakes are non-blocking, spread over its loops.
 //
 // Publishing. Every publication site in the scheduler is one predictable
 // branch on scx_export (null when standalone) guarding plain (atomic,
@@ -41,8 +43,10 @@
 // long as our slot is ours; when its instance ends (it exits, or the kernel
 // asked it to restart), the connection hangs up. sysmon looks every 100 ms
 // (a non-blocking peek) and, once it is gone, tries the handshake again
-// every 500 ms -- a stat of the pin directory while no loader runs, the
-// handshake's own one-second timeouts at worst while one starts. The old
+// every 500 ms -- a stat of the pin directory while no loader runs. The
+// handshake is never waited for: the connect does not block (a full backlog
+// is "try later"), and the welcome is looked for with a non-blocking receive
+// on each sysmon loop until it arrives or a second has passed. The old
 // block cannot be copied (the loader zeroes a block when its instance
 // ends), so the export keeps its own copy of each record's tid, and each M
 // of its last word (M::scxword). Under recordlock (no M record is born or freed meanwhile) the block
@@ -54,6 +58,19 @@
 // that state shows in the new block at its next store. The old block stays
 // mapped (a few KiB per restart): an M may still hold it. Partial mode is
 // whatever the first loader said.
+//
+// Attaching late. A process started before the loader attaches when one
+// appears: sysmon stats the pin directory at most once a second and then
+// shakes hands as above (after a refusal it waits 5 s; a refusal that
+// cannot change -- another ABI, another pid namespace -- ends the tries).
+// That is the re-attach, from records kept all along: whenever the export
+// is wanted (GORO_DEBUG scx on, the default), every M gets its record and
+// keeps its word's mirror (M::scxword) and tid, attached or not -- a few
+// stores per M state change, no lock, no system call. Because an M can
+// mirror a word just as the block appears and not see it, sysmon copies
+// the mirrors once more on its next loop. In partial mode sysmon switches
+// the existing Ms to SCHED_EXT itself. Standalone, sysmon sleeps deeply
+// when nothing runs, so an idle process attaches when it next has work.
 //
 // Liveness. sysmon refreshes hdr.heartbeat_ns every loop, and every counter
 // publication refreshes it too. A block goes stale only when the runtime is
@@ -91,16 +108,23 @@ extern bool scx_partial;
 
 static inline bool scx_on() { return __builtin_expect(scx_export.load(std::memory_order_relaxed) != nullptr, 0); }
 
+// Whether M records are kept (the export is wanted: GORO_DEBUG scx on),
+// attached or not; set once in scx_attach, before the first M.
+extern bool scx_records;
+
 // scx_attach: the handshake of scx_goro.h ("How a process gets its map").
 // Any failure leaves scx_export null. Called once, from schedinit.
 void scx_attach();
 
-// scx_watch: sysmon, every loop while attached. Notices that the loader hung
-// up (it exited, or the kernel made it restart: CPU hotplug, an upgrade)
-// and attaches to the next one when it appears: see "Following a restarted
-// loader" above. True when it has just re-attached: the caller then
-// republishes every P's word (sysmon, in proc.cpp, has the P table).
+// scx_watch: sysmon, every loop. Notices that the loader hung up (it exited,
+// or the kernel made it restart: CPU hotplug, an upgrade) and attaches to
+// the next one when it appears, or to the first one if the process started
+// before it: see "Following a restarted loader" and "Attaching late". True
+// when it has just (re-)attached: the caller then republishes every P's word
+// (sysmon, in proc.cpp, has the P table).
 bool scx_watch(std::int64_t now);
+// A handshake is under way (sysmon keeps its short loop until it ends).
+bool scx_handshaking();
 // Attached and the loader still there (sysmon only): while the loader is
 // gone sysmon sleeps deeply again when nothing runs, as standalone, and
 // looks for a new loader when it wakes (an idle process must not wake
@@ -118,21 +142,22 @@ void scx_mthread_start(M* mp);
 // The M's thread ends: the record becomes FREE and reusable.
 void scx_mthread_exit(M* mp);
 
-// Publish mp's word from its shadow fields (only mp's own thread calls it).
+// Publish mp's word from its shadow fields (only mp's own thread calls it):
+// into the block, or only into the mirror while not attached.
 void scx_mpub_slow(M* mp);
 static inline void scx_mpub(M* mp) {
-  if (scx_on() && mp->scxidx >= 0) scx_mpub_slow(mp);
+  if (mp->scxidx >= 0) scx_mpub_slow(mp);
 }
 // Set mp's state (enum goro_m_state) and publish. mp's own thread only.
 static inline void scx_mstate(M* mp, std::uint8_t state) {
-  if (scx_on() && mp && mp->scxidx >= 0) {
+  if (mp && mp->scxidx >= 0) {
     mp->scxstate = state;
     scx_mpub_slow(mp);
   }
 }
 // RUNNING or SPINNING, whichever mp->spinning says.
 static inline void scx_mrun(M* mp) {
-  if (scx_on() && mp && mp->scxidx >= 0) {
+  if (mp && mp->scxidx >= 0) {
     mp->scxstate = mp->spinning ? GORO_M_SPINNING : GORO_M_RUNNING;
     scx_mpub_slow(mp);
   }
@@ -161,12 +186,12 @@ static inline void scx_uncarry(M* self) {
 // list or not started yet (see "Writing another M's word").
 void scx_mstarting_slow(M* target, P* pp);
 static inline void scx_mstarting(M* target, P* pp) {
-  if (scx_on() && target->scxidx >= 0) scx_mstarting_slow(target, pp);
+  if (target->scxidx >= 0) scx_mstarting_slow(target, pp);
 }
 // Step 2 for a locked M: only if its word is still the LOCKED it parked with.
 void scx_mstarting_locked_slow(M* target, P* pp);
 static inline void scx_mstarting_locked(M* target, P* pp) {
-  if (scx_on() && target->scxidx >= 0) scx_mstarting_locked_slow(target, pp);
+  if (target->scxidx >= 0) scx_mstarting_locked_slow(target, pp);
 }
 
 // sched.lock taken or about to be released by the calling thread (the

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -89,6 +90,35 @@ int run_scenario(const std::string& name) {
       std::printf("attached=%d spin_tid=%ld\n", tx::scx_attached() ? 1 : 0, spin_tid.load());
       std::fflush(stdout);
       while (!g_stop.load()) goro::sleep_for(3ms);
+    } else if (name == "sysmon-live") {
+      // GORO_MAXPROCS=1. A G spends its life in 50 ms system calls (each in
+      // a BlockingRegion), taking the only P back between them; main sleeps
+      // 2 ms at a time, so each of its wake-ups waits for sysmon to take the
+      // P from the G in its system call and hand it on. Every 250 ms main
+      // prints the longest gap between its wake-ups: how long sysmon was
+      // kept from its loop.
+      stop_on_stdin_eof();
+      goro::WaitGroup wg;
+      wg.add(1);
+      goro::go([&] {
+        while (!g_stop.load()) goro::syscall([] { return usleep(50 * 1000); });
+        wg.done();
+      });
+      auto last = Clock::now(), window = last;
+      long worst = 0;
+      while (!g_stop.load()) {
+        goro::sleep_for(2ms);
+        auto now = Clock::now();
+        worst = std::max<long>(worst, std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count());
+        last = now;
+        if (now - window >= 250ms) {
+          std::printf("gap_ms=%ld\n", worst);
+          std::fflush(stdout);
+          worst = 0;
+          window = now;
+        }
+      }
+      wg.wait();
     } else if (name == "inject") {
       // GORO_MAXPROCS=1, sysmon polling (sysmon_polls.h). With
       // "sysmon.injecting" armed the pipe is written: sysmon's poll returns
@@ -162,6 +192,11 @@ class FakeLoader {
     mkdir(pin_.c_str(), 0700);
     start(gen_ + 1);
   }
+  // A loader made without its pin directory starts running, as far as a
+  // process can tell.
+  void appear() { mkdir(pin_.c_str(), 0700); }
+  // How the next connections are answered.
+  void answer(Answer a) { answer_ = a; }
   std::vector<std::string> env(const std::string& debug = "") const {
     std::vector<std::string> e{"GORO_SCX_SOCK=" + sock_, "GORO_SCX_PIN_DIR=" + pin_};
     if (!debug.empty()) e.push_back("GORO_DEBUG=" + debug);
@@ -218,10 +253,11 @@ class FakeLoader {
       pollfd q{c, POLLIN, 0};
       if (poll(&q, 1, 2000) <= 0 || recv(c, &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) continue;
       if (h.magic != GORO_EXPORT_MAGIC || h.abi != GORO_EXPORT_ABI) continue;
-      if (answer_ == Answer::kSilent) continue;
+      const Answer answer = answer_;
+      if (answer == Answer::kSilent) continue;
       goro_welcome w{};
-      w.magic = answer_ == Answer::kBadMagic ? 0xdeadbeef : GORO_EXPORT_MAGIC;
-      w.abi = answer_ == Answer::kBadAbi ? GORO_EXPORT_ABI + 1 : GORO_EXPORT_ABI;
+      w.magic = answer == Answer::kBadMagic ? 0xdeadbeef : GORO_EXPORT_MAGIC;
+      w.abi = answer == Answer::kBadAbi ? GORO_EXPORT_ABI + 1 : GORO_EXPORT_ABI;
       w.status = 0;
       w.slot = kSlot;
       w.gen = gen_;
@@ -243,7 +279,7 @@ class FakeLoader {
     }
   }
 
-  Answer answer_;
+  std::atomic<Answer> answer_;
   std::string dir_, pin_, sock_;
   std::size_t size_ = 0;
   std::uint64_t gen_ = 0;
@@ -591,6 +627,70 @@ TEST(ScxPublish, FollowsARestartedLoader) {
   loader.restart(0ms);
   ASSERT_TRUE(c.wait_count("re-attached to a restarted scx_goro", 2, 5000ms)) << c.output();
   expect_block_describes_spinner(loader.x(), c, spin_tid);
+  EXPECT_EQ(c.finish(), 0) << c.output();
+}
+
+// A process started before the loader attaches once the loader appears
+// (sysmon looks at most once a second), and its block then describes it as
+// fully as an attach at start would: the spinning G's M, whose word never
+// changes after the attach, comes from the record kept while standalone.
+TEST(ScxPublish, AttachesLateWhenALoaderAppears) {
+  FakeLoader loader(Answer::kWelcome, /*pin_dir=*/false);
+  Child c("spin", spinner_env(loader, "asyncpreemptoff=1,scxdebug=1"));
+  std::uint32_t spin_tid = spinner_tid(c);
+  ASSERT_NE(spin_tid, 0u) << c.output();
+  ASSERT_NE(c.output().find("attached=0"), std::string::npos) << c.output();
+  ASSERT_NE(c.output().find("standalone: no scx_goro loader"), std::string::npos) << c.output();
+  EXPECT_EQ(loader.connections(), 0);
+  loader.appear();
+  ASSERT_TRUE(c.wait_for("attached to scx_goro late, slot", 5000ms)) << c.output();
+  EXPECT_EQ(loader.connections(), 1);
+  expect_block_describes_spinner(loader.x(), c, spin_tid);
+  EXPECT_EQ(c.finish(), 0) << c.output();
+}
+
+// A late attach to a loader that refuses for good (another ABI) is tried
+// once, not every second for the rest of the process's life.
+TEST(ScxPublish, APermanentRefusalEndsTheLateTries) {
+  FakeLoader loader(Answer::kBadAbi, /*pin_dir=*/false);
+  Child c("spin", spinner_env(loader, "asyncpreemptoff=1,scxdebug=1"));
+  ASSERT_NE(spinner_tid(c), 0u) << c.output();
+  loader.appear();
+  ASSERT_TRUE(c.wait_for("not attached yet: ABI mismatch", 5000ms)) << c.output();
+  EXPECT_NE(c.output().find("no more tries"), std::string::npos) << c.output();
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(loader.connections(), 1) << c.output();
+  EXPECT_EQ(c.finish(), 0) << c.output();
+}
+
+// sysmon never waits on the loader (L5): a restarted loader that accepts the
+// connection and says nothing costs sysmon no loop. Before, each try held
+// sysmon in a receive for its one-second timeout, and everything sysmon
+// does -- here, handing on the P of a G in a system call -- waited with it.
+TEST(ScxPublish, ASilentLoaderNeverHoldsUpSysmon) {
+  FakeLoader loader(Answer::kWelcome);
+  auto env = loader.env("scxdebug=1");
+  env.push_back("GORO_MAXPROCS=1");
+  Child c("sysmon-live", env);
+  ASSERT_TRUE(c.wait_for("attached to scx_goro, slot")) << c.output();
+  ASSERT_TRUE(c.wait_for("gap_ms=")) << c.output();
+  loader.answer(Answer::kSilent);
+  loader.restart(0ms);
+  ASSERT_TRUE(c.wait_for("the loader hung up", 5000ms)) << c.output();
+  const std::size_t from = c.output().size();
+  // Two handshakes time out (a second each, 500 ms apart).
+  ASSERT_TRUE(c.wait_count("not re-attached yet: no welcome: timed out", 2, 6000ms)) << c.output();
+  long worst = 0;
+  int windows = 0;
+  for (auto at = c.output().find("gap_ms=", from); at != std::string::npos; at = c.output().find("gap_ms=", at + 1)) {
+    worst = std::max(worst, std::stol(c.output().substr(at + 7)));
+    windows++;
+  }
+  EXPECT_GE(windows, 6) << c.output();
+  EXPECT_LT(worst, 400) << "main waited " << worst << " ms for sysmon while the loader was silent\n" << c.output();
+  // And it attaches once the loader answers again.
+  loader.answer(Answer::kWelcome);
+  ASSERT_TRUE(c.wait_for("re-attached to a restarted scx_goro, slot", 5000ms)) << c.output();
   EXPECT_EQ(c.finish(), 0) << c.output();
 }
 
