@@ -62,6 +62,7 @@ void put_word(M* mp, std::uint64_t w) {
     store_word(mp, &x->m[mp->scxidx].word, w);
     return;
   }
+  if ((w >> 32) == 0) w |= 1ull << 32;  // a mirror's count is at least 1 (scx_mirror)
   mp->scxword.store(w, std::memory_order_relaxed);
   if (goro_proc_export* x = scx_x()) __atomic_store_n(&x->m[mp->scxidx].word, w, __ATOMIC_RELEASE);
 }
@@ -100,7 +101,6 @@ const char* mstate_name(std::uint32_t s) {
   return "???";
 }
 
-std::int32_t p_index(const P* pp) { return pp && pp->id < GORO_MAX_P ? pp->id : -1; }
 
 // Why the handshake failed, for the scxdebug line.
 char attach_failure[256];

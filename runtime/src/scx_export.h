@@ -142,24 +142,39 @@ void scx_mthread_start(M* mp);
 // The M's thread ends: the record becomes FREE and reusable.
 void scx_mthread_exit(M* mp);
 
-// Publish mp's word from its shadow fields (only mp's own thread calls it):
-// into the block, or only into the mirror while not attached.
+// The P's index in the block's P table, -1 for none (or beyond it).
+static inline std::int32_t p_index(const P* pp) { return pp && pp->id < GORO_MAX_P ? pp->id : -1; }
+
+// Publish mp's word from its shadow fields (only mp's own thread calls it).
 void scx_mpub_slow(M* mp);
+// Not attached: only the mirror, state and P, for a late attach to copy
+// (store count 1: newer than a fresh block's 0, not newer than any store
+// into the block). Inline, one store: every standalone process pays it at
+// each M state change (BM_SyscallBracket, with GORO_DEBUG=scx=0 beside).
+// Then a look for a block that appeared meanwhile (see put_word).
+static inline void scx_mirror(M* mp) {
+  mp->scxword.store(GORO_MW_MAKE(mp->scxstate, p_index(mp->p), 0) | (1ull << 32), std::memory_order_relaxed);
+  if (scx_on()) scx_mpub_slow(mp);
+}
 static inline void scx_mpub(M* mp) {
-  if (mp->scxidx >= 0) scx_mpub_slow(mp);
+  if (mp->scxidx < 0) return;
+  if (scx_on()) scx_mpub_slow(mp);
+  else scx_mirror(mp);
 }
 // Set mp's state (enum goro_m_state) and publish. mp's own thread only.
 static inline void scx_mstate(M* mp, std::uint8_t state) {
   if (mp && mp->scxidx >= 0) {
     mp->scxstate = state;
-    scx_mpub_slow(mp);
+    if (scx_on()) scx_mpub_slow(mp);
+    else scx_mirror(mp);
   }
 }
 // RUNNING or SPINNING, whichever mp->spinning says.
 static inline void scx_mrun(M* mp) {
   if (mp && mp->scxidx >= 0) {
     mp->scxstate = mp->spinning ? GORO_M_SPINNING : GORO_M_RUNNING;
-    scx_mpub_slow(mp);
+    if (scx_on()) scx_mpub_slow(mp);
+    else scx_mirror(mp);
   }
 }
 

@@ -18,6 +18,8 @@ namespace goro::detail {
 void* ctx_make(std::uintptr_t top, void (*entry)(void*), void* arg);
 }
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -90,6 +92,20 @@ void BM_GoschedOneG(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_GoschedOneG)->UseRealTime()->MeasureProcessCPUTime();
+
+// ---- system call brackets -------------------------------------------------
+
+// A short system call in a BlockingRegion (Go's entersyscall/exitsyscall
+// around getppid): the bracket's cost over the call itself, which is where
+// the M's state changes twice (SYSCALL and back) and, with the sched_ext
+// export wanted, its word is mirrored even while no loader runs. Run it
+// with GORO_DEBUG=scx=0 beside a plain run to see what the mirror costs.
+void BM_SyscallBracket(benchmark::State& state) {
+  in_goro(1, [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(goro::syscall([] { return getppid(); }));
+  });
+}
+BENCHMARK(BM_SyscallBracket)->UseRealTime()->MeasureProcessCPUTime();
 
 // Two Gs yielding to each other on one P (the main G and a partner that
 // yields until told to stop): each iteration is one switch to the other G.
