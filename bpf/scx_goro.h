@@ -496,6 +496,42 @@ struct goro_welcome {
 	/* + the map's fd as SCM_RIGHTS ancillary data when status == 0 */
 };
 
+/*
+ * The layout, pinned. Three compilers (the runtime's, the loader's and
+ * clang's BPF target) build these structs into programs that share one
+ * mapping and one socket, so a field that moves must stop the build, not a
+ * process at attach. Changing any of these is an ABI change: bump
+ * GORO_EXPORT_ABI.
+ */
+#ifdef __cplusplus
+#define GORO_ABI_ASSERT(cond) static_assert(cond, #cond)
+#else
+#define GORO_ABI_ASSERT(cond) _Static_assert(cond, #cond)
+#endif
+GORO_ABI_ASSERT(sizeof(struct goro_m_export) == 16);
+GORO_ABI_ASSERT(sizeof(struct goro_p_export) == 16);
+GORO_ABI_ASSERT(sizeof(struct goro_sched_counters) == 72);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_sched_counters, runq_head_goid) == 40);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_sched_counters, published_ns) == 64);
+GORO_ABI_ASSERT(sizeof(struct goro_kernel_view) == 32 + 8 * GORO_MAX_M);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_kernel_view, km) == 32);
+GORO_ABI_ASSERT(sizeof(struct goro_export_hdr) == 40);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_export_hdr, gen) == 16);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_export_hdr, heartbeat_ns) == 24);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_export_hdr, nm) == 36);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_proc_export, sc) == 40);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_proc_export, m) == 112);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_proc_export, p) == 112 + 16 * GORO_MAX_M);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_proc_export, kv) == 3200);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_proc_export, kv) % 64 == 0);
+GORO_ABI_ASSERT(sizeof(struct goro_proc_export) == 4288);
+GORO_ABI_ASSERT(sizeof(struct goro_hello) == 8);
+GORO_ABI_ASSERT(sizeof(struct goro_welcome) == 32);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_welcome, gen) == 16);
+GORO_ABI_ASSERT(__builtin_offsetof(struct goro_welcome, map_size) == 28);
+GORO_ABI_ASSERT(sizeof(struct goro_slot_owner) == 16);
+GORO_ABI_ASSERT(sizeof(struct goro_tgid_slot) == 16);
+
 /* SCHED_EXT's policy number (include/uapi/linux/sched.h), for userspace. */
 #define GORO_SCHED_EXT 7
 
