@@ -34,16 +34,7 @@ using Clock = std::chrono::steady_clock;
 // Go's TestChan uses N = 200 capacities (20 in -short mode).
 constexpr int kCaps = 200;
 
-class ScopedMaxprocs {
- public:
-  explicit ScopedMaxprocs(int n) : prev_(goro::maxprocs(n)) {}
-  ~ScopedMaxprocs() { goro::maxprocs(prev_); }
-  ScopedMaxprocs(const ScopedMaxprocs&) = delete;
-  ScopedMaxprocs& operator=(const ScopedMaxprocs&) = delete;
-
- private:
-  int prev_;
-};
+using goro_test::ScopedMaxprocs;
 
 
 // Yield until pred() holds or `timeout` passes; returns pred().

@@ -19,24 +19,14 @@
 #include <thread>
 
 #include "export_test.h"
+#include "testutil.h"
 
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Go's `defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))`. Must be used
-// inside goro::run.
-class ScopedMaxprocs {
- public:
-  explicit ScopedMaxprocs(int n) : prev_(goro::maxprocs(n)) {}
-  ~ScopedMaxprocs() { goro::maxprocs(prev_); }
-  ScopedMaxprocs(const ScopedMaxprocs&) = delete;
-  ScopedMaxprocs& operator=(const ScopedMaxprocs&) = delete;
-
- private:
-  int prev_;
-};
+using goro_test::ScopedMaxprocs;
 
 // The calling G yields until `d` has passed, like time.Sleep but keeping the
 // G runnable.

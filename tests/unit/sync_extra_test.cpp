@@ -43,17 +43,7 @@ constexpr int kScale = 1;
 constexpr int kScale = 1;
 #endif
 
-class ScopedMaxprocs {
- public:
-  explicit ScopedMaxprocs(int n) : prev_(goro::maxprocs(n)) {}
-  ~ScopedMaxprocs() { goro::maxprocs(prev_); }
-  ScopedMaxprocs(const ScopedMaxprocs&) = delete;
-  ScopedMaxprocs& operator=(const ScopedMaxprocs&) = delete;
-
- private:
-  int prev_;
-};
-
+using goro_test::ScopedMaxprocs;
 
 
 // A few hundred cycles of work inside a critical section (Go's `for i :=

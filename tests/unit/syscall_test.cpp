@@ -36,17 +36,7 @@ using goro_test::expect_only_main_left;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-class ScopedMaxprocs {
- public:
-  explicit ScopedMaxprocs(int n) : prev_(goro::maxprocs(n)) {}
-  ~ScopedMaxprocs() { goro::maxprocs(prev_); }
-  ScopedMaxprocs(const ScopedMaxprocs&) = delete;
-  ScopedMaxprocs& operator=(const ScopedMaxprocs&) = delete;
-
- private:
-  int prev_;
-};
-
+using goro_test::ScopedMaxprocs;
 
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }

@@ -11,6 +11,19 @@
 
 namespace goro_test {
 
+// Go's `defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))`: GOMAXPROCS is n
+// for the scope and what it was after. Inside goro::run only.
+class ScopedMaxprocs {
+ public:
+  explicit ScopedMaxprocs(int n) : prev_(goro::maxprocs(n)) {}
+  ~ScopedMaxprocs() { goro::maxprocs(prev_); }
+  ScopedMaxprocs(const ScopedMaxprocs&) = delete;
+  ScopedMaxprocs& operator=(const ScopedMaxprocs&) = delete;
+
+ private:
+  int prev_;
+};
+
 // Spend d in the calling goroutine, yielding the P all along.
 inline void sleep_cooperatively(std::chrono::steady_clock::duration d) {
   const auto deadline = std::chrono::steady_clock::now() + d;
