@@ -290,6 +290,14 @@ const volatile __u64 wake_victim_min_run_ns = 1ULL * 1000 * 1000;
 const volatile bool wake_preempt_netpoll = true;
 
 /*
+ * Whether policy e sends a woken M straight to an idle CPU's local DSQ
+ * (else it queues by vtime like any task, and an idle CPU is kicked to
+ * take the queue's head, which may be somebody owed more). Loader:
+ * --wake-idle.
+ */
+const volatile bool wake_idle_direct = true;
+
+/*
  * Placement of a waking task ("Lag, not sleep time" above): the most a
  * task can be owed when it goes to sleep, i.e. how far below the virtual
  * clock it may wake. More favours tasks that sleep often (latency), less
@@ -1142,6 +1150,8 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * kernel would abort us): it is left to the shared queue; a waking
 	 * task practically never is one.
 	 */
+	s32 idle_cpu = -1; /* claimed below and left to take the queue's head */
+
 	if ((enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
 	    !p->migration_disabled) {
 		bool woken = e_places(w);
@@ -1149,11 +1159,16 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 
 		if (woken)
 			cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
-		if (cpu >= 0) {
+		if (cpu >= 0 && wake_idle_direct) {
 			stat_inc(GORO_STAT_WAKE_KICK);
 			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
+		}
+		/* An idle CPU and !wake_idle_direct: queue by vtime, no preemption. */
+		if (cpu >= 0) {
+			idle_cpu = cpu;
+			woken = false;
 		}
 		/*
 		 * An M the netpoller woke (I/O from another process, often a
@@ -1163,7 +1178,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 		 */
 		if (woken && GORO_MW_STATE(w) == GORO_M_NETPOLL && !wake_preempt_netpoll)
 			woken = false;
-		else if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
+		else if (idle_cpu < 0 && (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL)) {
 			cpu = find_victim(p, vtime, now);
 			if (cpu >= 0) {
 				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags | SCX_ENQ_PREEMPT);
@@ -1189,7 +1204,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * 13 queued tasks, and the watchdog ejected us.
 	 */
 	{
-		s32 idle = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+		s32 idle = idle_cpu >= 0 ? idle_cpu : scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 
 		if (idle >= 0)
 			scx_bpf_kick_cpu(idle, SCX_KICK_IDLE);
