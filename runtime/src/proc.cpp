@@ -192,9 +192,10 @@ void panic(std::string_view msg) {
 namespace goro::detail {
 
 // ---------------------------------------------------------------------------
-// Random numbers: per-M wyrand, as Go's fastrand.
+// Random numbers: per-M wyrand, as Go's fastrand (the runtime's only
+// generator; runtime.h).
 // ---------------------------------------------------------------------------
-static std::uint32_t fastrand() {
+std::uint32_t fastrand() {
   M* mp = getm();
   static std::atomic<std::uint64_t> seedgen{0x9e3779b97f4a7c15ull};
   std::uint64_t* s = mp ? &mp->fastrand : nullptr;

@@ -339,6 +339,12 @@ void cleartimers();
 std::int64_t timeSleepUntil();
 bool anytimers();
 std::int32_t timers_pending();  // timers in all Ps' heaps
+// The runtime's random numbers (Go's fastrand/fastrandn): per-M wyrand,
+// for steal order and select's poll order.
+std::uint32_t fastrand();
+inline std::uint32_t fastrandn(std::uint32_t n) {
+  return static_cast<std::uint32_t>((static_cast<std::uint64_t>(fastrand()) * n) >> 32);
+}
 void wakeNetPoller(std::int64_t when);
 // timerDeleted: the earliest timer of a P, due at `when`, was removed. If an
 // M is blocked in netpoll until exactly then, break its poll so it sleeps

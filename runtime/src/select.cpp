@@ -23,16 +23,6 @@ namespace goro::detail {
 
 namespace {
 
-std::uint32_t cheaprandn(std::uint32_t n) {
-  // Per-thread xorshift; the permutation only needs to be unbiased enough
-  // for Go's fairness test (10σ over 10,000 trials).
-  static thread_local std::uint64_t x = 0x2545f4914f6cdd1dull ^ reinterpret_cast<std::uintptr_t>(&x);
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return static_cast<std::uint32_t>((static_cast<__uint128_t>(static_cast<std::uint32_t>(x >> 32)) * n) >> 32);
-}
-
 // Locks a variable set of channels: beyond what the analysis can express.
 void sellock(SelectCase* cases, const std::uint16_t* lockorder, int n) GORO_NO_TSA {
   hchan* last = nullptr;
@@ -96,7 +86,7 @@ SelectResult selectgo(SelectCase* cases, int ncases, bool block) {
   int norder = 0;
   for (int i = 0; i < ncases; i++) {
     if (cases[i].c == nullptr) continue;
-    std::uint32_t j = cheaprandn(static_cast<std::uint32_t>(norder + 1));
+    std::uint32_t j = fastrandn(static_cast<std::uint32_t>(norder + 1));
     pollorder[norder] = pollorder[j];
     pollorder[j] = static_cast<std::uint16_t>(i);
     norder++;
