@@ -141,6 +141,14 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
 }
 
 // Parses a positive decimal integer no larger than max; false on anything else.
+// "on" or "off".
+bool parse_on_off(const char* s, bool* out) {
+  if (std::strcmp(s, "on") == 0) *out = true;
+  else if (std::strcmp(s, "off") == 0) *out = false;
+  else return false;
+  return true;
+}
+
 bool parse_u64(const char* s, uint64_t max, uint64_t* out) {
   if (s == nullptr || *s == '\0' || *s == '-') return false;
   errno = 0;
@@ -851,20 +859,10 @@ int main(int argc, char** argv) {
         }
         break;
       case kOptWakePreemptNetpoll:
-        if (std::strcmp(optarg, "on") == 0)
-          o.wake_preempt_netpoll = true;
-        else if (std::strcmp(optarg, "off") == 0)
-          o.wake_preempt_netpoll = false;
-        else
-          return bad("--wake-preempt-netpoll", optarg, "on or off");
+        if (!parse_on_off(optarg, &o.wake_preempt_netpoll)) return bad("--wake-preempt-netpoll", optarg, "on or off");
         break;
       case kOptWakeIdle:
-        if (std::strcmp(optarg, "on") == 0)
-          o.wake_idle = true;
-        else if (std::strcmp(optarg, "off") == 0)
-          o.wake_idle = false;
-        else
-          return bad("--wake-idle", optarg, "on or off");
+        if (!parse_on_off(optarg, &o.wake_idle)) return bad("--wake-idle", optarg, "on or off");
         break;
       case kOptSpinSliceUs:
         if (!parse_u64(optarg, 1000000, &o.spin_slice_us)) return bad("--spin-slice-us", optarg, "1..1000000");
