@@ -113,6 +113,8 @@
  *      the queue and waited behind the hogs for its own answer -- policy e
  *      took the contended service's p50 from 1.6 to 5 ms (leave-one-out,
  *      2 interleaved rounds: e off 0.35x [0.34, 0.36] of e on). With
+ *      An M the netpoller woke does not preempt by default
+ *      (wake_preempt_netpoll): that cost every service its median. With
  *      --wake-preempt all every other waking task that is owed CPU
  *      preempts the same way, goro or not; under TCG that made the
  *      contended service worse (the load generator's threads then displace
@@ -286,8 +288,18 @@ const volatile __u64 wake_preempt_lag_ns = 1ULL * 1000 * 1000;
  */
 const volatile __u64 wake_victim_min_run_ns = 1ULL * 1000 * 1000;
 
-/* Whether an M the netpoller woke may preempt (policy e). Loader: --wake-preempt-netpoll. */
-const volatile bool wake_preempt_netpoll = true;
+/*
+ * Whether an M the netpoller woke may preempt (policy e). Off: with it on,
+ * every goro service beside hogs paid its median for it -- 8 interleaved
+ * repeats, the paced service's p50 2.7 ms on, 1.0 ms off (the control's
+ * 1.0), with a goro client 4.4 vs 0.9 ms -- while the goroutine-only jobs
+ * kept e's gain with it off (fan-out p50 2.6 ms, churn 2.7 ms; control
+ * 3.7 and 4.1). Why it costs the services is not measured; the likely
+ * path is the request's reader, a client thread due on the CPU the woken
+ * server M preempted. Numbers: tests/bench/RESULTS.md. Loader:
+ * --wake-preempt-netpoll.
+ */
+const volatile bool wake_preempt_netpoll = false;
 
 /*
  * Whether policy e sends a woken M straight to an idle CPU's local DSQ

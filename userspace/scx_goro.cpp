@@ -104,7 +104,7 @@ void usage(FILE* out, const char* argv0) {
                "      --wake-victim-us N  ... and how long that task must have been on its CPU\n"
                "                        (0: any time; default 1000)\n"
                "      --wake-preempt-netpoll on|off  whether an M the netpoller woke may preempt\n"
-               "                        (default on)\n"
+               "                        (default off)\n"
                "      --wake-idle on|off  whether an M the runtime woke goes straight to an idle CPU\n"
                "                        (else it queues by virtual time; default on)\n"
                "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
@@ -605,7 +605,7 @@ struct Options {
   uint64_t wake_preempt_us = kDefaultWakePreemptUs;
   uint64_t wake_victim_us = 1000;
   uint64_t spin_slice_us = kDefaultSpinSliceUs;
-  bool wake_preempt_netpoll = true;
+  bool wake_preempt_netpoll = false;
   bool wake_idle = true;
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
