@@ -179,8 +179,8 @@
  * goro_kernel_view for the runtime. We never read the view back: the
  * process can write over it.
  *
- * In-kernel checkdead (issue 6)
- * -----------------------------
+ * In-kernel checkdead
+ * -------------------
  * A BPF timer (checkdead_period_ns) walks the attached slots. A process is
  * stalled when it has runnable Gs (sum of its P run queues plus the global
  * run queue, from a consistent snapshot of the counters) while none of its

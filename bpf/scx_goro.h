@@ -320,7 +320,7 @@ struct goro_exit_info {
  * runtime can tell a stale entry from a reused record), and counts of the
  * process's unmatched threads that are runnable (a just-created M whose
  * record has no tid yet is one). The runtime reads it without a system
- * call when checkdead is about to throw (vetoes, confirmations: issue 6).
+ * call when checkdead is about to throw (vetoes, confirmations).
  */
 /*
  * Pinned under GORO_SCX_PIN_DIR by the loader, removed on a clean exit

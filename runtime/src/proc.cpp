@@ -949,7 +949,7 @@ static void startm(P* pp, bool spinning, bool lockheld) GORO_NO_TSA {
 #if defined(GORO_TEST_HOOKS)
   // Test-only fault (GORO_DEBUG=dropwakeup=1): a lost wake-up. nmp has its
   // P and is described as STARTING, but sleeps on; it is not counted idle,
-  // so checkdead cannot notice. Only the kernel's view can (issue 6).
+  // so checkdead cannot notice. Only the kernel's view can (scx_export.h).
   if (scx_dropwakeup.load(std::memory_order_relaxed) && scx_dropwakeup.exchange(false)) {
     lock_print();
     std::fprintf(stderr, "goro: dropwakeup: M%lld handed P%d, wake-up dropped\n", static_cast<long long>(nmp->id),
@@ -1409,7 +1409,7 @@ void procresize_locked(std::int32_t nprocs) GORO_REQUIRES(sched.lock) {
 // checkdead
 // ---------------------------------------------------------------------------
 
-// The in-kernel checkdead (issue 6), the runtime's half. Before checkdead
+// The in-kernel checkdead, the runtime's half. Before checkdead
 // gives a deadlock verdict, a process attached to scx_goro asks the kernel's
 // view (scx_export.h, scx_checkdead_verdict): if another thread of ours that
 // holds or carries a P is runnable -- sysmon between taking an idle P and

@@ -198,7 +198,7 @@ enum GStatus : std::uint32_t {
   _Gidle = 0,      // just allocated, not yet initialised
   _Grunnable = 1,  // on a run queue; not executing user code
   _Grunning = 2,   // executing user code; has an M and a P
-  _Gsyscall = 3,   // in a blocking call; has an M, no P (next issue)
+  _Gsyscall = 3,   // in a blocking call; has an M, no P
   _Gwaiting = 4,   // parked (channel, semaphore, ...); on some wait queue
   _Gdead = 6,      // unused: just exited or on a free list
 };
@@ -286,7 +286,6 @@ struct P {
   std::int64_t goidcache = 0;
   std::int64_t goidcacheend = 0;
 
-  std::uint32_t last_cpu = 0;  // for the sched_ext export (later issue)
 
   // Timers: a 4-ary min-heap on `when`, guarded by timersLock. timer0When
   // is the earliest `when` (0 if none), readable without the lock.

@@ -232,7 +232,7 @@ void scx_counters_end(goro_proc_export* x);
 static inline void scx_store32(__u32* p, std::uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void scx_store64(__u64* p, std::uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
-// In-kernel checkdead (issue 6): what the kernel view says about a
+// In-kernel checkdead: what the kernel view says about a
 // deadlock verdict checkdead is about to give. self is the calling M (its
 // own record is never evidence).
 enum class ScxVerdict {

@@ -230,7 +230,7 @@ void BM_ChanUncontended(benchmark::State& state) {
 }
 BENCHMARK(BM_ChanUncontended)->UseRealTime()->MeasureProcessCPUTime();
 
-// ---- select (issue 4) -------------------------------------------------------
+// ---- select ------------------------------------------------------------------
 
 // range(0) producer Gs (2 or 4), one per unbuffered channel, send forever;
 // the main G selects over the channels once per iteration (in the spirit of

@@ -238,7 +238,7 @@ int park(long n) {
   });
 }
 
-// ---- issue 4 ---------------------------------------------------------------
+// ---- select, producer/consumer, sleepers, syscall hand-off, TCP echo ------
 
 int select_contended(long n, long k, long cap) {
   if (k != 2 && k != 4) {

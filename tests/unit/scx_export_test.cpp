@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// The runtime export (issue 5) and the runtime side of the in-kernel
-// checkdead (issue 6), on the host, without a kernel.
+// The runtime export and the runtime side of the in-kernel checkdead,
+// on the host, without a kernel.
 //
 // A fake loader stands in for scx_goro: it listens on a SOCK_SEQPACKET
 // socket in a temporary directory, creates a temporary "pin directory",

@@ -30,7 +30,7 @@
 // pre-fix lock handling, honoured only in test builds), `ctest -R 59600`
 // fails, every time: that switch exists only to show the test has teeth.
 //
-// GORO_59600_KERNEL=1 is the in-kernel checkdead's version (issue 6), for a
+// GORO_59600_KERNEL=1 is the in-kernel checkdead's version, for a
 // VM with scx_goro loaded: the paused threads spin instead of sleeping, so
 // the kernel sees sysmon runnable while it carries the idle P, as it would
 // in the real race. The child must be attached to scx_goro. Then the

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // goro_lost_wakeup: a goro program stranded by a lost wake-up, for the
-// in-kernel checkdead's stall detection (issue 6).
+// in-kernel checkdead's stall detection.
 //
 // Usage: goro_lost_wakeup [TIMEOUT_S]   (default 3; fractions allowed)
 //
