@@ -112,8 +112,8 @@
  *      (it is busy, so its vtime can be ahead), which then went back to
  *      the queue and waited behind the hogs for its own answer -- policy e
  *      took the contended service's p50 from 1.6 to 5 ms (leave-one-out,
- *      2 interleaved rounds: e off 0.35x [0.34, 0.36] of e on). With
- *      An M the netpoller woke does not preempt by default
+ *      2 interleaved rounds: e off 0.35x [0.34, 0.36] of e on). An M
+ *      the netpoller woke does not preempt by default
  *      (wake_preempt_netpoll): that cost every service its median. With
  *      --wake-preempt all every other waking task that is owed CPU
  *      preempts the same way, goro or not; under TCG that made the
@@ -300,14 +300,6 @@ const volatile __u64 wake_victim_min_run_ns = 1ULL * 1000 * 1000;
  * --wake-preempt-netpoll.
  */
 const volatile bool wake_preempt_netpoll = false;
-
-/*
- * Whether policy e sends a woken M straight to an idle CPU's local DSQ
- * (else it queues by vtime like any task, and an idle CPU is kicked to
- * take the queue's head, which may be somebody owed more). Loader:
- * --wake-idle.
- */
-const volatile bool wake_idle_direct = true;
 
 /*
  * Placement of a waking task ("Lag, not sleep time" above): the most a
@@ -1162,8 +1154,6 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * kernel would abort us): it is left to the shared queue; a waking
 	 * task practically never is one.
 	 */
-	s32 idle_cpu = -1; /* claimed below and left to take the queue's head */
-
 	if ((enq_flags & SCX_ENQ_WAKEUP) && wake_preempt_mode != GORO_WAKE_PREEMPT_OFF &&
 	    !p->migration_disabled) {
 		bool woken = e_places(w);
@@ -1171,16 +1161,11 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 
 		if (woken)
 			cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
-		if (cpu >= 0 && wake_idle_direct) {
+		if (cpu >= 0) {
 			stat_inc(GORO_STAT_WAKE_KICK);
 			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
-		}
-		/* An idle CPU and !wake_idle_direct: queue by vtime, no preemption. */
-		if (cpu >= 0) {
-			idle_cpu = cpu;
-			woken = false;
 		}
 		/*
 		 * An M the netpoller woke (I/O from another process, often a
@@ -1190,7 +1175,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 		 */
 		if (woken && GORO_MW_STATE(w) == GORO_M_NETPOLL && !wake_preempt_netpoll)
 			woken = false;
-		else if (idle_cpu < 0 && (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL)) {
+		else if (woken || wake_preempt_mode == GORO_WAKE_PREEMPT_ALL) {
 			cpu = find_victim(p, vtime, now);
 			if (cpu >= 0) {
 				scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_for(w), enq_flags | SCX_ENQ_PREEMPT);
@@ -1216,7 +1201,7 @@ void GORO_STRUCT_OPS(goro_enqueue, struct task_struct *p, u64 enq_flags)
 	 * 13 queued tasks, and the watchdog ejected us.
 	 */
 	{
-		s32 idle = idle_cpu >= 0 ? idle_cpu : scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+		s32 idle = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 
 		if (idle >= 0)
 			scx_bpf_kick_cpu(idle, SCX_KICK_IDLE);

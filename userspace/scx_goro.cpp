@@ -105,8 +105,6 @@ void usage(FILE* out, const char* argv0) {
                "                        (0: any time; default 1000)\n"
                "      --wake-preempt-netpoll on|off  whether an M the netpoller woke may preempt\n"
                "                        (default off)\n"
-               "      --wake-idle on|off  whether an M the runtime woke goes straight to an idle CPU\n"
-               "                        (else it queues by virtual time; default on)\n"
                "      --spin-slice-us N  time slice of a spinning M (default %" PRIu64 ")\n"
                "      --max-procs N     how many goro processes can attach at once (default %d, at most %d)\n"
                "      --max-procs-per-user N  how many of them one user other than root may have\n"
@@ -140,8 +138,7 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
   return std::vfprintf(stderr, fmt, args);
 }
 
-// Parses a positive decimal integer no larger than max; false on anything else.
-// "on" or "off".
+// "on" or "off"; false on anything else.
 bool parse_on_off(const char* s, bool* out) {
   if (std::strcmp(s, "on") == 0) *out = true;
   else if (std::strcmp(s, "off") == 0) *out = false;
@@ -149,6 +146,7 @@ bool parse_on_off(const char* s, bool* out) {
   return true;
 }
 
+// Parses a positive decimal integer no larger than max; false on anything else.
 bool parse_u64(const char* s, uint64_t max, uint64_t* out) {
   if (s == nullptr || *s == '\0' || *s == '-') return false;
   errno = 0;
@@ -606,7 +604,6 @@ struct Options {
   uint64_t wake_victim_us = 1000;
   uint64_t spin_slice_us = kDefaultSpinSliceUs;
   bool wake_preempt_netpoll = false;
-  bool wake_idle = true;
   uint32_t wake_preempt = GORO_WAKE_PREEMPT_GORO;
   uint32_t policies = GORO_POLICY_ALL;
   uint64_t max_procs = GORO_MAX_PROCS;
@@ -631,7 +628,6 @@ Outcome run_once(const Options& o) {
   skel->rodata->wake_victim_min_run_ns = o.wake_victim_us * 1000;
   skel->rodata->spin_slice_ns = o.spin_slice_us * 1000;
   skel->rodata->wake_preempt_netpoll = o.wake_preempt_netpoll;
-  skel->rodata->wake_idle_direct = o.wake_idle;
   skel->rodata->wake_preempt_mode = o.wake_preempt;
   skel->rodata->policies = o.policies;
   skel->rodata->nr_slots = static_cast<uint32_t>(o.max_procs);
@@ -779,7 +775,6 @@ int main(int argc, char** argv) {
     kOptWakeVictimUs,
     kOptSpinSliceUs,
     kOptWakePreemptNetpoll,
-    kOptWakeIdle,
     kOptPolicies,
     kOptMaxProcs,
     kOptMaxProcsPerUser,
@@ -799,7 +794,6 @@ int main(int argc, char** argv) {
       {"wake-victim-us", required_argument, nullptr, kOptWakeVictimUs},
       {"spin-slice-us", required_argument, nullptr, kOptSpinSliceUs},
       {"wake-preempt-netpoll", required_argument, nullptr, kOptWakePreemptNetpoll},
-      {"wake-idle", required_argument, nullptr, kOptWakeIdle},
       {"policies", required_argument, nullptr, kOptPolicies},
       {"max-procs", required_argument, nullptr, kOptMaxProcs},
       {"max-procs-per-user", required_argument, nullptr, kOptMaxProcsPerUser},
@@ -860,9 +854,6 @@ int main(int argc, char** argv) {
         break;
       case kOptWakePreemptNetpoll:
         if (!parse_on_off(optarg, &o.wake_preempt_netpoll)) return bad("--wake-preempt-netpoll", optarg, "on or off");
-        break;
-      case kOptWakeIdle:
-        if (!parse_on_off(optarg, &o.wake_idle)) return bad("--wake-idle", optarg, "on or off");
         break;
       case kOptSpinSliceUs:
         if (!parse_u64(optarg, 1000000, &o.spin_slice_us)) return bad("--spin-slice-us", optarg, "1..1000000");
