@@ -1067,13 +1067,15 @@ void wakeNetPoller(std::int64_t when) {
 // timers again after taking lastpoll: a deletion it did not see happened
 // after lastpoll became 0, so it is seen here (deltimer's seq_cst
 // read-modify-write of timer0When, this load and the poller's exchange and
-// reads are all seq_cst, so one of the two sides sees the other). pollUntil
-// 0 is a poller that has not published its deadline yet: break it too, a
-// spurious wake-up at worst.
+// reads are all seq_cst, so one of the two sides sees the other). Only the
+// deletion of the last timer breaks the poll: with timers left the poller
+// merely wakes early at `when` and sleeps again, as in Go, and a server
+// stopping a timeout per request must not pay a wake-up for each. pollUntil
+// 0 is a poller that has not published its deadline yet.
 void timerDeleted(std::int64_t when) {
   if (sched.lastpoll.load() != 0) return;
   std::int64_t pollerPollUntil = sched.pollUntil.load();
-  if (pollerPollUntil == 0 || pollerPollUntil == when) netpoll_break();
+  if ((pollerPollUntil == 0 || pollerPollUntil == when) && timeSleepUntil() == 0) netpoll_break();
 }
 
 static void becomeSpinning(M* mp) {

@@ -286,7 +286,6 @@ struct P {
   std::int64_t goidcache = 0;
   std::int64_t goidcacheend = 0;
 
-
   // Timers: a 4-ary min-heap on `when`, guarded by timersLock. timer0When
   // is the earliest `when` (0 if none), readable without the lock.
   Lock timersLock{LockRank::timers};
@@ -345,9 +344,9 @@ inline std::uint32_t fastrandn(std::uint32_t n) {
   return static_cast<std::uint32_t>((static_cast<std::uint64_t>(fastrand()) * n) >> 32);
 }
 void wakeNetPoller(std::int64_t when);
-// timerDeleted: the earliest timer of a P, due at `when`, was removed. If an
-// M is blocked in netpoll until exactly then, break its poll so it sleeps
-// for what is left (Go 1.21 lets it sleep on; see findRunnable).
+// timerDeleted: the earliest timer of a P, due at `when`, was removed. If it
+// was the last timer and an M is blocked in netpoll until exactly then,
+// break the poll (Go 1.21 lets it sleep on; see findRunnable).
 void timerDeleted(std::int64_t when);
 
 // ---------------------------------------------------------------------------

@@ -101,7 +101,6 @@ const char* mstate_name(std::uint32_t s) {
   return "???";
 }
 
-
 // Why the handshake failed, for the scxdebug line.
 char attach_failure[256];
 [[gnu::format(printf, 1, 2)]] goro_proc_export* fail(const char* fmt, ...) {
@@ -478,7 +477,6 @@ void scx_mrecord_free(M* mp, std::int32_t idx) {
   // Under recordlock, the block cannot appear meanwhile (install).
   goro_proc_export* x = scx_x();
   if (x) store_word(mp, &x->m[idx].word, static_cast<std::uint64_t>(GORO_M_FREE));
-  else mp->scxword.store(GORO_M_FREE, std::memory_order_relaxed);
   record_m[idx] = nullptr;
   record_tid[idx] = 0;
   if (x) __atomic_store_n(&x->m[idx].tid, 0u, __ATOMIC_RELEASE);

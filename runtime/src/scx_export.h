@@ -165,17 +165,12 @@ static inline void scx_mpub(M* mp) {
 static inline void scx_mstate(M* mp, std::uint8_t state) {
   if (mp && mp->scxidx >= 0) {
     mp->scxstate = state;
-    if (scx_on()) scx_mpub_slow(mp);
-    else scx_mirror(mp);
+    scx_mpub(mp);
   }
 }
 // RUNNING or SPINNING, whichever mp->spinning says.
 static inline void scx_mrun(M* mp) {
-  if (mp && mp->scxidx >= 0) {
-    mp->scxstate = mp->spinning ? GORO_M_SPINNING : GORO_M_RUNNING;
-    if (scx_on()) scx_mpub_slow(mp);
-    else scx_mirror(mp);
-  }
+  if (mp) scx_mstate(mp, mp->spinning ? GORO_M_SPINNING : GORO_M_RUNNING);
 }
 
 // sysmon is (no longer) putting Gs from the netpoller on the run queues: for

@@ -8,6 +8,8 @@
 // BM_FcontextJump is the floor for a user-level switch: a raw Boost.Context
 // jump_fcontext round trip (there and back, two jumps), to compare with
 // BM_GoschedOneG (one G on one P: G -> scheduler -> G).
+#include <unistd.h>
+
 #include <goro/goro.h>
 
 #include <benchmark/benchmark.h>
@@ -17,8 +19,6 @@ extern "C" void goro_ctx_switch(void** save_sp, void* load_sp);
 namespace goro::detail {
 void* ctx_make(std::uintptr_t top, void (*entry)(void*), void* arg);
 }
-
-#include <unistd.h>
 
 #include <atomic>
 #include <cstddef>
